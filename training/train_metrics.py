@@ -8,7 +8,7 @@ from __future__ import annotations
 # A float as Python prints it, including exponents and nan/inf.
 _FLOAT = r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))"
 
-# SageMaker metric definitions (Estimator(metric_definitions=...)); names are the tuner's objectives.
+# SageMaker metric definitions (Estimator(metric_definitions=...)); names: the tuner objectives.
 METRIC_DEFINITIONS: list[dict[str, str]] = [
     {"Name": "train:loss", "Regex": r"train_loss=" + _FLOAT},
     {"Name": "train:accuracy", "Regex": r"train_acc=" + _FLOAT},
