@@ -1,0 +1,159 @@
+"""Calling the SageMaker endpoint: error classification, bounded retries, response parsing.
+
+botocore's own retries are switched off for this client (see ``upload_clients``): the retry loop
+here is the only one, so a throttled endpoint is not hit ``botocore attempts x our attempts``
+times, and the classification below sees every error.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from upload_errors import ConfigurationFailure, PermanentFailure, TransientFailure, UploadFailure
+
+# Error codes that say "try again later", whatever their HTTP status.
+TRANSIENT_CODES = frozenset(
+    {
+        "ModelNotReadyException",
+        "ServiceUnavailable",
+        "InternalFailure",
+        "InternalDependencyException",
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+# Error codes that say "this deployment is wrong": retrying or blaming the image cannot help.
+CONFIGURATION_CODES = frozenset(
+    {
+        "AccessDeniedException",
+        "AccessDenied",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "ExpiredTokenException",
+        "KMSAccessDeniedException",
+    }
+)
+# Model answers (ModelError.OriginalStatusCode) that are about load, not about the input.
+TRANSIENT_MODEL_STATUSES = frozenset({408, 429})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, bounded in attempts and in each delay."""
+
+    max_attempts: int = 4
+    base_delay_s: float = 0.25
+    max_delay_s: float = 4.0
+
+    def delay(self, retry_number: int, rng: Callable[[], float] = random.random) -> float:
+        """Seconds to wait before retry ``retry_number`` (1-based): uniform in [0, cap]."""
+        cap = min(self.max_delay_s, self.base_delay_s * 2 ** (retry_number - 1))
+        return rng() * cap
+
+
+@dataclass(frozen=True)
+class Prediction:
+    breed: str
+    probability: float
+    top_k: list[dict[str, Any]]
+    model: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 1
+
+
+def classify_endpoint_error(exc: Exception) -> UploadFailure:
+    """Decide once whether an InvokeEndpoint error is permanent, transient or configuration."""
+    if isinstance(exc, UploadFailure):
+        return exc
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "")
+        message = error.get("Message", "") or str(exc)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code == "ModelError":
+            original = exc.response.get("OriginalStatusCode")
+            original_message = exc.response.get("OriginalMessage") or message
+            if isinstance(original, int) and 400 <= original < 500:
+                if original in TRANSIENT_MODEL_STATUSES:
+                    return TransientFailure(f"ModelError{original}", original_message)
+                return PermanentFailure(f"ModelRejected{original}", original_message)
+            return TransientFailure(f"ModelError{original or ''}", original_message)
+        if code in TRANSIENT_CODES or status == 429 or status >= 500:
+            return TransientFailure(code or f"HTTP{status}", message)
+        if code in CONFIGURATION_CODES or status in (401, 403):
+            return ConfigurationFailure(code or f"HTTP{status}", message)
+        if code == "ValidationError":
+            # SageMaker says "Endpoint X of account Y not found." for an unknown endpoint: that is
+            # the stack's parameter, not this image. Anything else is about this request's body.
+            if "not found" in message.lower() or "could not find" in message.lower():
+                return ConfigurationFailure("EndpointNotFound", message)
+            return PermanentFailure("RequestRejected", message)
+        # Unknown codes: keep the event (fail the invocation) rather than guess "permanent".
+        return TransientFailure(code or f"HTTP{status}", message)
+    if isinstance(exc, BotoCoreError):
+        # Connection refused/reset, read and connect timeouts, ...: the network, not the input.
+        return TransientFailure(type(exc).__name__, str(exc))
+    return TransientFailure(type(exc).__name__, str(exc))
+
+
+def parse_prediction(body: bytes, top_k: int) -> Prediction:
+    """The endpoint contract's JSON → best breed, probability, and the first ``top_k`` entries."""
+    try:
+        payload = json.loads(body)
+        predictions = payload["predictions"]
+        ranked = [
+            {"breed": str(p["breed"]), "probability": float(p["probability"])}
+            for p in predictions[:top_k]
+        ]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PermanentFailure("BadModelResponse", f"unexpected endpoint response: {exc}") from exc
+    if not ranked:
+        raise PermanentFailure("BadModelResponse", "endpoint returned no predictions")
+    model = payload.get("model") if isinstance(payload.get("model"), dict) else {}
+    return Prediction(ranked[0]["breed"], ranked[0]["probability"], ranked, dict(model))
+
+
+def invoke_endpoint(
+    client: Any,
+    endpoint_name: str,
+    body: bytes,
+    content_type: str,
+    top_k: int,
+    policy: RetryPolicy,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: Callable[[UploadFailure, int, float], None] | None = None,
+) -> Prediction:
+    """InvokeEndpoint with retries on transient errors only; raises a typed ``UploadFailure``."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            response = client.invoke_endpoint(
+                EndpointName=endpoint_name,
+                Body=body,
+                ContentType=content_type,
+                Accept="application/json",
+                CustomAttributes=f"top_k={top_k}",
+            )
+            raw = response["Body"].read()
+        except Exception as exc:
+            failure = classify_endpoint_error(exc)
+            if not isinstance(failure, TransientFailure) or attempt >= policy.max_attempts:
+                raise failure from exc
+            delay = policy.delay(attempt)
+            if on_retry is not None:
+                on_retry(failure, attempt, delay)
+            sleep(delay)
+            continue
+        prediction = parse_prediction(raw, top_k)
+        return Prediction(
+            prediction.breed, prediction.probability, prediction.top_k, prediction.model, attempt
+        )

@@ -1,0 +1,69 @@
+"""Which objects an S3 notification is about: pure functions over the event dict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools.utilities.data_classes import S3Event
+
+# Sequencers are hex strings of varying length; S3's documentation says to right-pad the shorter
+# one with zeros and compare lexicographically. A fixed width makes DynamoDB's string `<` do that.
+SEQUENCER_WIDTH = 64
+
+
+@dataclass(frozen=True)
+class UploadedObject:
+    """One ``ObjectCreated`` record, key already decoded."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    version_id: str | None
+    sequencer: str
+    event_time: str
+    event_name: str
+
+
+def is_test_event(event: dict[str, Any]) -> bool:
+    """S3 sends ``s3:TestEvent`` (no ``Records``) when a notification is configured."""
+    return event.get("Event") == "s3:TestEvent" and "Records" not in event
+
+
+def pad_sequencer(sequencer: str | None) -> str:
+    """Comparable form of an event's sequencer (missing → lowest possible value)."""
+    return (sequencer or "").upper().ljust(SEQUENCER_WIDTH, "0")
+
+
+def is_under_prefix(key: str, prefix: str) -> bool:
+    return key.startswith(prefix)
+
+
+def uploaded_objects(event: dict[str, Any]) -> list[UploadedObject]:
+    """Every ``ObjectCreated`` record of an S3 notification, keys decoded with ``unquote_plus``.
+
+    Powertools' ``record.s3.get_object.key`` is the raw, URL-encoded key: decoding it here is what
+    makes keys with spaces, ``+`` or non-ASCII characters reach ``GetObject`` intact.
+    """
+    if is_test_event(event):
+        return []
+    objects = []
+    for record in S3Event(event).records:
+        if not record.event_name.startswith("ObjectCreated:"):
+            continue
+        obj = record.s3.get_object
+        objects.append(
+            UploadedObject(
+                bucket=record.s3.bucket.name,
+                key=unquote_plus(obj.key),
+                size=int(obj.get("size", 0) or 0),
+                etag=obj.etag,
+                version_id=obj.version_id,
+                sequencer=pad_sequencer(obj.get("sequencer")),
+                event_time=record.get("eventTime", ""),
+                event_name=record.event_name,
+            )
+        )
+    return objects

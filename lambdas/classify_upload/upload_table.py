@@ -1,0 +1,140 @@
+"""The predictions table's item: its fields, built in one place, written newest-wins.
+
+Keys: ``bucket`` (HASH) and ``key`` (RANGE). GSI ``by_breed``: ``breed`` (HASH) and
+``predicted_at`` (RANGE, ISO-8601 UTC, so newest first with ``ScanIndexForward=False``). The GSI is
+sparse: ``FAILED`` items carry no ``breed``. ``sequencer`` is the event's sequencer right-padded to
+a fixed width, so DynamoDB's string comparison orders events of one key.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+from upload_endpoint import Prediction
+from upload_events import UploadedObject
+
+STATUS_PREDICTED = "PREDICTED"
+STATUS_FAILED = "FAILED"
+BY_BREED_INDEX = "by_breed"
+MAX_ERROR_MESSAGE = 1000
+
+# Write only when no item exists or the stored one comes from an older event: a duplicate delivery
+# (same sequencer) and an out-of-order older one both fail the condition and change nothing.
+NEWER_ONLY = "attribute_not_exists(#key) OR #sequencer < :sequencer"
+
+
+def utc_now_iso() -> str:
+    """Millisecond ISO-8601 UTC with a ``Z``: sorts as text in time order."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _decimal(value: float) -> Decimal:
+    return Decimal(str(round(float(value), 6)))
+
+
+def _timings(timings_ms: dict[str, float]) -> dict[str, Decimal]:
+    return {name: Decimal(str(round(ms, 1))) for name, ms in timings_ms.items()}
+
+
+def _common(
+    obj: UploadedObject,
+    *,
+    status: str,
+    endpoint_name: str,
+    request_id: str,
+    timings_ms: dict[str, float],
+    predicted_at: str,
+) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "bucket": obj.bucket,
+        "key": obj.key,
+        "status": status,
+        "etag": obj.etag,
+        "size": obj.size,
+        "sequencer": obj.sequencer,
+        "event_time": obj.event_time,
+        "endpoint_name": endpoint_name,
+        "request_id": request_id,
+        "predicted_at": predicted_at,
+        "timings_ms": _timings(timings_ms),
+    }
+    if obj.version_id:
+        item["version_id"] = obj.version_id
+    return item
+
+
+def predicted_item(
+    obj: UploadedObject,
+    prediction: Prediction,
+    *,
+    endpoint_name: str,
+    request_id: str,
+    timings_ms: dict[str, float],
+    downscaled: bool = False,
+    predicted_at: str | None = None,
+) -> dict[str, Any]:
+    item = _common(
+        obj,
+        status=STATUS_PREDICTED,
+        endpoint_name=endpoint_name,
+        request_id=request_id,
+        timings_ms=timings_ms,
+        predicted_at=predicted_at or utc_now_iso(),
+    )
+    item.update(
+        breed=prediction.breed,
+        probability=_decimal(prediction.probability),
+        top_k=[
+            {"breed": p["breed"], "probability": _decimal(p["probability"])}
+            for p in prediction.top_k
+        ],
+        model={k: v for k, v in prediction.model.items() if isinstance(v, str | int | bool)},
+        downscaled=downscaled,
+        attempts=prediction.attempts,
+    )
+    return item
+
+
+def failed_item(
+    obj: UploadedObject,
+    *,
+    error_type: str,
+    error_message: str,
+    endpoint_name: str,
+    request_id: str,
+    timings_ms: dict[str, float],
+    predicted_at: str | None = None,
+) -> dict[str, Any]:
+    item = _common(
+        obj,
+        status=STATUS_FAILED,
+        endpoint_name=endpoint_name,
+        request_id=request_id,
+        timings_ms=timings_ms,
+        predicted_at=predicted_at or utc_now_iso(),
+    )
+    item.update(error_type=error_type, error_message=error_message[:MAX_ERROR_MESSAGE])
+    return item
+
+
+def put_if_newer(table: Any, item: dict[str, Any]) -> bool:
+    """Write ``item`` unless the table holds a result from the same or a newer event.
+
+    Returns False for a duplicate or stale delivery; other errors propagate to the caller, who
+    classifies them.
+    """
+    try:
+        table.put_item(
+            Item=item,
+            ConditionExpression=NEWER_ONLY,
+            ExpressionAttributeNames={"#key": "key", "#sequencer": "sequencer"},
+            ExpressionAttributeValues={":sequencer": item["sequencer"]},
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True

@@ -1,0 +1,336 @@
+"""Handler tests: the real template deployed into a moto server, the endpoint over real HTTP.
+
+S3 and DynamoDB are a ``ThreadedMotoServer``; the endpoint is ``local.sagemaker_runtime`` serving
+a scripted container; boto3 reaches both only through ``AWS_ENDPOINT_URL_*``, as on Lambda.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+from PIL import Image
+
+from local.deploy_template import StackInfo, deploy_stack
+from local.sagemaker_runtime import ContainerResponse, SageMakerRuntimeServer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EVENTS_DIR = REPO_ROOT / "events"
+ENDPOINT_NAME = "dog-breeds-test"
+REGION = "us-east-1"
+BREEDS = ["Labrador_retriever", "Beagle", "Poodle", "Dachshund", "Boxer"]
+
+# Read by Powertools when app.py is imported (see CONTRACTS: Powertools in tests).
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DogBreeds")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "classify_upload")
+
+
+@dataclass
+class ContainerCall:
+    body: bytes
+    content_type: str
+    custom_attributes: str | None
+    image_size: tuple[int, int] | None
+    top_left_rgb: tuple[int, ...] | None
+    top_right_rgb: tuple[int, ...] | None
+
+
+@dataclass
+class ScriptedContainer:
+    """A serving container whose answers the test decides.
+
+    Default: decodes the body with Pillow (400 if it cannot, as the real endpoint does), then
+    answers the endpoint contract's JSON with ``BREEDS`` ranked by ``breed_for`` (a function of
+    the body, so different images get different breeds), truncated to ``top_k`` from the custom
+    attributes. ``script[body] = ContainerResponse(...)`` overrides the answer for one body.
+    """
+
+    calls: list[ContainerCall] = field(default_factory=list)
+    script: dict[bytes, ContainerResponse] = field(default_factory=dict)
+
+    def ping(self) -> bool:
+        return True
+
+    @staticmethod
+    def breed_for(body: bytes) -> str:
+        return BREEDS[sum(body[-64:]) % len(BREEDS)]
+
+    def invoke(
+        self,
+        body: bytes,
+        content_type: str,
+        accept: str = "application/json",
+        custom_attributes: str | None = None,
+    ) -> ContainerResponse:
+        size = top_left = top_right = None
+        try:
+            with Image.open(io.BytesIO(body)) as image:
+                rgb = image.convert("RGB")
+                size = rgb.size
+                top_left = rgb.getpixel((5, 5))
+                top_right = rgb.getpixel((rgb.width - 6, 5))
+        except Exception:
+            pass
+        self.calls.append(
+            ContainerCall(body, content_type, custom_attributes, size, top_left, top_right)
+        )
+        if body in self.script:
+            return self.script[body]
+        if size is None:
+            message = json.dumps({"error": "the body is not a decodable image"}).encode()
+            return ContainerResponse(400, message)
+        top_k = 5
+        for part in (custom_attributes or "").split(","):
+            name, _, value = part.strip().partition("=")
+            if name == "top_k":
+                top_k = int(value)
+        best = self.breed_for(body)
+        ranked = [best] + [b for b in BREEDS if b != best]
+        probabilities = [0.6, 0.2, 0.1, 0.06, 0.04]
+        predictions = [
+            {"breed": b, "index": BREEDS.index(b), "probability": p}
+            for b, p in zip(ranked, probabilities, strict=True)
+        ][:top_k]
+        payload = {
+            "predictions": predictions,
+            "top_k": top_k,
+            "model": {"name": "resnet50", "version": "0123456789ab", "runtime": "pytorch"},
+        }
+        return ContainerResponse(200, json.dumps(payload).encode())
+
+
+@dataclass
+class FakeLambdaContext:
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_name: str = "classify_upload"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:classify_upload"
+    log_group_name: str = "/aws/lambda/classify_upload"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def container() -> ScriptedContainer:
+    return ScriptedContainer()
+
+
+@pytest.fixture(scope="module")
+def runtime(container: ScriptedContainer) -> Iterator[SageMakerRuntimeServer]:
+    with SageMakerRuntimeServer({ENDPOINT_NAME: container}, max_workers=1) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def aws_env(moto_url: str, runtime: SageMakerRuntimeServer) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "AWS_ENDPOINT_URL_S3": moto_url,
+            "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": runtime.url,
+        }.items():
+            mp.setenv(name, value)
+        mp.delenv("AWS_PROFILE", raising=False)
+        yield
+
+
+@pytest.fixture(scope="module")
+def stack(aws_env: None, moto_url: str) -> StackInfo:
+    session = boto3.session.Session(region_name=REGION)
+    info = deploy_stack(
+        session,
+        REPO_ROOT / "template.yaml",
+        "dog-breeds-handler-tests",
+        {"EndpointName": ENDPOINT_NAME, "TopK": "3"},
+        endpoint_url=moto_url,
+    )
+    # moto's CloudFormation does not apply VersioningConfiguration; the template enables it.
+    session.client("s3").put_bucket_versioning(
+        Bucket=info.bucket_name, VersioningConfiguration={"Status": "Enabled"}
+    )
+    return info
+
+
+@pytest.fixture(scope="module")
+def app_module(stack: StackInfo) -> Iterator[Any]:
+    """``app`` imported with the deployed function's environment, as Lambda would run it."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in stack.environment.items():
+            mp.setenv(name, value)
+        import app
+        import upload_classify
+        from upload_endpoint import RetryPolicy
+
+        mp.setattr(app, "SETTINGS", upload_classify.Settings.from_env())
+        # Same backoff shape, milliseconds instead of seconds: the tests stay fast.
+        mp.setattr(app, "RETRY_POLICY", RetryPolicy(max_attempts=4, base_delay_s=0.005))
+        app.get_clients.cache_clear()
+        yield app
+        app.get_clients.cache_clear()
+
+
+@pytest.fixture
+def fresh(runtime: SageMakerRuntimeServer, container: ScriptedContainer) -> Iterator[None]:
+    """Each test starts with no faults, an empty call log and no scripted answers."""
+    runtime.clear_faults()
+    runtime.reset_log()
+    container.calls.clear()
+    container.script.clear()
+    yield
+    runtime.clear_faults()
+
+
+@pytest.fixture(scope="module")
+def s3(aws_env: None) -> Any:
+    return boto3.client("s3", region_name=REGION)
+
+
+@pytest.fixture(scope="module")
+def table(aws_env: None, stack: StackInfo) -> Any:
+    return boto3.resource("dynamodb", region_name=REGION).Table(stack.table_name)
+
+
+_sequencers = itertools.count(0x62F4E7A1B2C30000)
+
+
+def next_sequencer() -> str:
+    """Increasing, realistically shaped S3 sequencers (uppercase hex, leading zeros)."""
+    return f"00{next(_sequencers):X}"
+
+
+def s3_record(
+    bucket: str,
+    key: str,
+    *,
+    size: int = 0,
+    etag: str = "",
+    version_id: str | None = None,
+    sequencer: str | None = None,
+    event_name: str = "ObjectCreated:Put",
+) -> dict[str, Any]:
+    """One record exactly as S3 shapes it: the key URL-encoded with ``+`` for spaces."""
+    obj: dict[str, Any] = {
+        "key": quote_plus(key, safe="/"),
+        "size": size,
+        "eTag": etag,
+        "sequencer": sequencer or next_sequencer(),
+    }
+    if version_id:
+        obj["versionId"] = version_id
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": REGION,
+        "eventTime": "2026-11-25T03:00:00.000Z",
+        "eventName": event_name,
+        "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
+        "requestParameters": {"sourceIPAddress": "203.0.113.10"},
+        "responseElements": {"x-amz-request-id": uuid.uuid4().hex[:16].upper(), "x-amz-id-2": "x"},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "ClassifyUploadFunctionImageUploaded",
+            "bucket": {
+                "name": bucket,
+                "ownerIdentity": {"principalId": "A3NL1KOZZKExample"},
+                "arn": f"arn:aws:s3:::{bucket}",
+            },
+            "object": obj,
+        },
+    }
+
+
+@pytest.fixture
+def upload(s3: Any, stack: StackInfo) -> Callable[..., dict[str, Any]]:
+    """Put an object in the stack's bucket; return the S3 record its upload would produce."""
+
+    def _upload(key: str, body: bytes, sequencer: str | None = None) -> dict[str, Any]:
+        response = s3.put_object(Bucket=stack.bucket_name, Key=key, Body=body)
+        return s3_record(
+            stack.bucket_name,
+            key,
+            size=len(body),
+            etag=response["ETag"].strip('"'),
+            version_id=response.get("VersionId"),
+            sequencer=sequencer,
+        )
+
+    return _upload
+
+
+@pytest.fixture
+def invoke(app_module: Any, fresh: None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Run the handler as Lambda does: the event dict and a context object."""
+
+    def _invoke(event: dict[str, Any]) -> dict[str, Any]:
+        return app_module.lambda_handler(event, FakeLambdaContext())
+
+    return _invoke
+
+
+@pytest.fixture
+def unique_prefix() -> str:
+    """Keys of one test never meet another test's items."""
+    return f"uploads/{uuid.uuid4().hex[:8]}/"
+
+
+def jpeg_bytes(
+    size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (200, 120, 40), **save: Any
+) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, format="JPEG", **save)
+    return out.getvalue()
+
+
+def load_event(name: str, bucket: str) -> dict[str, Any]:
+    """An event from events/, pointed at the test stack's bucket."""
+    event = json.loads((EVENTS_DIR / name).read_text(encoding="utf-8"))
+    for record in event.get("Records", []):
+        record["s3"]["bucket"]["name"] = bucket
+        record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
+    if "Bucket" in event:
+        event["Bucket"] = bucket
+    return event
+
+
+@pytest.fixture
+def make_record() -> Callable[..., dict[str, Any]]:
+    return s3_record
+
+
+@pytest.fixture
+def jpeg() -> Callable[..., bytes]:
+    return jpeg_bytes
+
+
+@pytest.fixture
+def event_file(stack: StackInfo) -> Callable[[str], dict[str, Any]]:
+    return lambda name: load_event(name, stack.bucket_name)

@@ -1,0 +1,334 @@
+"""The pure decisions behind the handler: which key, which error class, which result is newer."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from PIL import Image
+from upload_classify import Settings, classify_storage_error
+from upload_endpoint import (
+    RetryPolicy,
+    classify_endpoint_error,
+    invoke_endpoint,
+    parse_prediction,
+)
+from upload_errors import ConfigurationFailure, PermanentFailure, TransientFailure
+from upload_events import (
+    SEQUENCER_WIDTH,
+    is_test_event,
+    is_under_prefix,
+    pad_sequencer,
+    uploaded_objects,
+)
+from upload_images import downscale_jpeg, fit_request, sniff_content_type
+
+
+def client_error(code: str, status: int, **extra: Any) -> ClientError:
+    response = {
+        "Error": {"Code": code, "Message": f"{code} happened"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+        **extra,
+    }
+    return ClientError(response, "InvokeEndpoint")
+
+
+def model_error(original_status: int) -> ClientError:
+    return client_error("ModelError", 424, OriginalStatusCode=original_status)
+
+
+# -- events --------------------------------------------------------------------------------------
+
+
+def test_keys_are_decoded_per_record_not_only_the_first():
+    event = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Put",
+                "eventTime": "2026-11-25T03:00:00.000Z",
+                "s3": {
+                    "bucket": {"name": "b"},
+                    "object": {"key": key, "size": 1, "eTag": "e", "sequencer": "0A"},
+                },
+            }
+            for key in ["uploads/a+b.jpg", "uploads/my+dog%2Bcaf%C3%A9+%281%29.jpg"]
+        ]
+    }
+    assert [o.key for o in uploaded_objects(event)] == [
+        "uploads/a b.jpg",
+        "uploads/my dog+café (1).jpg",
+    ]
+
+
+def test_only_object_created_records_count():
+    record = {
+        "eventName": "ObjectRemoved:Delete",
+        "eventTime": "t",
+        "s3": {"bucket": {"name": "b"}, "object": {"key": "uploads/x.jpg", "sequencer": "0A"}},
+    }
+    assert uploaded_objects({"Records": [record]}) == []
+
+
+def test_test_event_is_recognised():
+    assert is_test_event({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "b"})
+    assert not is_test_event({"Records": []})
+    assert uploaded_objects({"Service": "Amazon S3", "Event": "s3:TestEvent"}) == []
+
+
+def test_prefix_match_is_a_plain_prefix():
+    assert is_under_prefix("uploads/a.jpg", "uploads/")
+    assert not is_under_prefix("uploads.jpg", "uploads/")
+    assert not is_under_prefix("other/uploads/a.jpg", "uploads/")
+
+
+@pytest.mark.parametrize(
+    ("older", "newer"),
+    [
+        ("0055AED6DCD90281E5", "0055AED6DCD90281E6"),
+        ("0055AED6DCD90281E5", "0055AED6DCD90281E501"),  # longer: right-padded, then compared
+        ("", "01"),  # a missing sequencer is the oldest
+        ("0055aed6dcd90281e5", "0055AED6DCD90281F0"),  # case does not matter
+    ],
+)
+def test_padded_sequencers_order_as_s3_documents(older, newer):
+    assert pad_sequencer(older) < pad_sequencer(newer)
+    assert len(pad_sequencer(newer)) == SEQUENCER_WIDTH
+
+
+def test_equal_sequencers_pad_equal():
+    assert pad_sequencer("0055AED6DCD90281E5") == pad_sequencer("0055aed6dcd90281e5")
+
+
+# -- error classification ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "expected", "error_type"),
+    [
+        (model_error(400), PermanentFailure, "ModelRejected400"),
+        (model_error(413), PermanentFailure, "ModelRejected413"),
+        (model_error(415), PermanentFailure, "ModelRejected415"),
+        (model_error(500), TransientFailure, "ModelError500"),
+        (model_error(503), TransientFailure, "ModelError503"),
+        (model_error(429), TransientFailure, "ModelError429"),
+        (client_error("ModelNotReadyException", 429), TransientFailure, "ModelNotReadyException"),
+        (client_error("ThrottlingException", 400), TransientFailure, "ThrottlingException"),
+        (client_error("ServiceUnavailable", 503), TransientFailure, "ServiceUnavailable"),
+        (client_error("InternalFailure", 500), TransientFailure, "InternalFailure"),
+        (client_error("InternalDependencyException", 530), TransientFailure, None),
+        (client_error("AccessDeniedException", 400), ConfigurationFailure, None),
+        (client_error("UnrecognizedClientException", 403), ConfigurationFailure, None),
+        (client_error("SomethingNew", 418), TransientFailure, None),
+    ],
+)
+def test_endpoint_errors_are_classified_once(error, expected, error_type):
+    failure = classify_endpoint_error(error)
+    assert type(failure) is expected
+    if error_type:
+        assert failure.error_type == error_type
+
+
+def test_validation_errors_split_into_configuration_and_request():
+    unknown = ClientError(
+        {
+            "Error": {"Code": "ValidationError", "Message": "Endpoint x of account 1 not found."},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        },
+        "InvokeEndpoint",
+    )
+    too_big = client_error("ValidationError", 400)
+    assert isinstance(classify_endpoint_error(unknown), ConfigurationFailure)
+    assert isinstance(classify_endpoint_error(too_big), PermanentFailure)
+
+
+def test_network_errors_are_transient():
+    assert isinstance(
+        classify_endpoint_error(EndpointConnectionError(endpoint_url="http://x")), TransientFailure
+    )
+    assert isinstance(
+        classify_endpoint_error(ReadTimeoutError(endpoint_url="http://x")), TransientFailure
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "what", "expected"),
+    [
+        ("NoSuchKey", 404, "object", PermanentFailure),
+        ("NoSuchVersion", 404, "object", PermanentFailure),
+        ("AccessDenied", 403, "object", ConfigurationFailure),
+        ("SlowDown", 503, "object", TransientFailure),
+        ("InternalError", 500, "object", TransientFailure),
+        ("ProvisionedThroughputExceededException", 400, "table", TransientFailure),
+        ("ResourceNotFoundException", 400, "table", ConfigurationFailure),
+        ("AccessDeniedException", 400, "table", ConfigurationFailure),
+    ],
+)
+def test_storage_errors_are_classified_once(code, status, what, expected):
+    assert type(classify_storage_error(client_error(code, status), what)) is expected
+
+
+# -- retries -------------------------------------------------------------------------------------
+
+
+def test_backoff_is_full_jitter_and_bounded():
+    policy = RetryPolicy(max_attempts=6, base_delay_s=0.25, max_delay_s=2.0)
+    assert [policy.delay(n, rng=lambda: 1.0) for n in range(1, 6)] == [0.25, 0.5, 1.0, 2.0, 2.0]
+    assert policy.delay(3, rng=lambda: 0.0) == 0.0
+
+
+class _ScriptedClient:
+    def __init__(self, outcomes: list[Any]) -> None:
+        self.outcomes = outcomes
+        self.calls = 0
+
+    def invoke_endpoint(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls += 1
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return {"Body": io.BytesIO(outcome)}
+
+
+GOOD = json.dumps(
+    {"predictions": [{"breed": "Beagle", "index": 1, "probability": 0.9}], "top_k": 1}
+).encode()
+
+
+def test_retries_stop_at_the_first_success_and_sleep_between():
+    client = _ScriptedClient([client_error("ServiceUnavailable", 503)] * 2 + [GOOD])
+    sleeps: list[float] = []
+    prediction = invoke_endpoint(
+        client, "ep", b"x", "image/jpeg", 3, RetryPolicy(max_attempts=4), sleep=sleeps.append
+    )
+    assert prediction.breed == "Beagle" and prediction.attempts == 3
+    assert client.calls == 3 and len(sleeps) == 2
+
+
+def test_retries_give_up_after_max_attempts_with_a_transient_failure():
+    client = _ScriptedClient([client_error("ServiceUnavailable", 503)] * 10)
+    with pytest.raises(TransientFailure):
+        invoke_endpoint(client, "ep", b"x", "image/jpeg", 3, RetryPolicy(4), sleep=lambda s: None)
+    assert client.calls == 4
+
+
+def test_permanent_and_configuration_failures_are_not_retried():
+    for error in (
+        model_error(400),
+        client_error("AccessDeniedException", 400),
+    ):
+        client = _ScriptedClient([error, GOOD])
+        with pytest.raises((PermanentFailure, ConfigurationFailure)):
+            invoke_endpoint(client, "ep", b"x", "image/jpeg", 3, RetryPolicy(4), sleep=print)
+        assert client.calls == 1
+
+
+# -- response parsing ----------------------------------------------------------------------------
+
+
+def test_prediction_keeps_the_best_first_and_truncates_to_top_k():
+    body = json.dumps(
+        {
+            "predictions": [
+                {"breed": "Beagle", "index": 1, "probability": 0.7},
+                {"breed": "Boxer", "index": 2, "probability": 0.2},
+                {"breed": "Pug", "index": 3, "probability": 0.1},
+            ],
+            "top_k": 3,
+            "model": {"name": "resnet50", "version": "abc", "runtime": "openvino"},
+        }
+    ).encode()
+    prediction = parse_prediction(body, top_k=2)
+    assert prediction.breed == "Beagle" and prediction.probability == 0.7
+    assert [p["breed"] for p in prediction.top_k] == ["Beagle", "Boxer"]
+    assert prediction.model["runtime"] == "openvino"
+
+
+@pytest.mark.parametrize("body", [b"not json", b"{}", b'{"predictions": []}'])
+def test_a_malformed_response_is_a_permanent_failure(body):
+    with pytest.raises(PermanentFailure, match="BadModelResponse"):
+        parse_prediction(body, top_k=3)
+
+
+# -- images --------------------------------------------------------------------------------------
+
+
+def _encoded(fmt: str) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, format=fmt)
+    return out.getvalue()
+
+
+def test_content_type_is_sniffed_from_the_bytes():
+    assert sniff_content_type(_encoded("JPEG")) == "image/jpeg"
+    assert sniff_content_type(_encoded("PNG")) == "image/png"
+    assert sniff_content_type(_encoded("WEBP")) == "image/webp"
+    assert sniff_content_type(b"GIF89a...") == "application/x-image"
+
+
+def test_small_bodies_are_sent_unchanged():
+    body = _encoded("PNG")
+    request = fit_request(body)
+    assert request.body == body and not request.downscaled
+
+
+def test_downscaling_loops_until_under_the_limit():
+    pixels = np.random.default_rng(1).integers(0, 256, (600, 800, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    limit = 40_000
+    small = downscale_jpeg(out.getvalue(), limit=limit)
+    assert len(small) <= limit
+    with Image.open(io.BytesIO(small)) as image:
+        assert image.format == "JPEG" and image.width < 800
+        assert image.width / image.height == pytest.approx(800 / 600, rel=0.02)
+
+
+def test_an_oversized_non_image_is_a_permanent_failure():
+    with pytest.raises(PermanentFailure, match="NotAnImage"):
+        fit_request(b"x" * 2000, limit=1000)
+
+
+def test_settings_come_from_the_environment_with_defaults():
+    settings = Settings.from_env({"TABLE_NAME": "t", "ENDPOINT_NAME": "e"})
+    assert settings == Settings("t", "e", "uploads/", 3)
+    assert Settings.from_env({"TABLE_NAME": "t", "ENDPOINT_NAME": "e", "TOP_K": "5"}).top_k == 5
+
+
+def test_an_unexpected_error_keeps_the_event_and_spares_the_other_records():
+    from upload_classify import classify_event
+    from upload_clients import Clients
+
+    class FakeS3:
+        def get_object(self, Bucket: str, Key: str, **kwargs: Any) -> dict[str, Any]:
+            if Key.endswith("boom.jpg"):
+                raise RuntimeError("a bug")
+            return {"Body": io.BytesIO(b"")}
+
+    class FakeTable:
+        def __init__(self) -> None:
+            self.items: list[dict[str, Any]] = []
+
+        def put_item(self, **kwargs: Any) -> None:
+            self.items.append(kwargs["Item"])
+
+    def record(key: str) -> dict[str, Any]:
+        return {
+            "eventName": "ObjectCreated:Put",
+            "eventTime": "2026-11-25T03:00:00.000Z",
+            "s3": {"bucket": {"name": "b"}, "object": {"key": key, "size": 0, "sequencer": "0A"}},
+        }
+
+    table = FakeTable()
+    summary = classify_event(
+        {"Records": [record("uploads/boom.jpg"), record("uploads/empty.jpg")]},
+        Settings("t", "e"),
+        Clients(FakeS3(), None, table),
+        "request-id",
+        RetryPolicy(),
+    )
+    assert [key for key, _ in summary.retry_later] == ["uploads/boom.jpg"]
+    assert [(i["key"], i["status"]) for i in table.items] == [("uploads/empty.jpg", "FAILED")]

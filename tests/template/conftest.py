@@ -1,0 +1,70 @@
+"""Template tests: template.yaml translated by aws-sam-translator and deployed into moto."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from local.deploy_template import StackInfo, deploy_stack, load_template, translate
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO_ROOT / "template.yaml"
+REGION = "us-east-1"
+# Non-default values everywhere, so the tests see each parameter flow to where it is used.
+PARAMETERS = {
+    "EndpointName": "dog-breeds-prod",
+    "UploadPrefix": "incoming/photos/",
+    "TopK": "5",
+    "LogLevel": "DEBUG",
+    "MaxConcurrency": "3",
+}
+
+
+@pytest.fixture(scope="module")
+def sam_template() -> dict[str, Any]:
+    return load_template(TEMPLATE)
+
+
+@pytest.fixture(scope="module")
+def translated(sam_template: dict[str, Any]) -> dict[str, Any]:
+    """The CloudFormation template SAM's transform produces (CodeUri as sam package leaves it)."""
+    packaged = dict(sam_template)
+    resources = {k: dict(v) for k, v in sam_template["Resources"].items()}
+    function = dict(resources["ClassifyUploadFunction"])
+    function["Properties"] = {
+        **function["Properties"],
+        "CodeUri": {"Bucket": "artifacts", "Key": "code.zip"},
+    }
+    resources["ClassifyUploadFunction"] = function
+    packaged["Resources"] = resources
+    return translate(packaged, PARAMETERS, REGION)
+
+
+@pytest.fixture(scope="module")
+def moto_session() -> Iterator[tuple[boto3.session.Session, str]]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+    )
+    yield session, f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def deployed(moto_session: tuple[boto3.session.Session, str]) -> StackInfo:
+    session, url = moto_session
+    stack_name = "dog-breeds-template-tests"
+    return deploy_stack(session, TEMPLATE, stack_name, PARAMETERS, endpoint_url=url)
+
+
+@pytest.fixture(scope="module")
+def aws(moto_session: tuple[boto3.session.Session, str]):
+    session, url = moto_session
+    return lambda service: session.client(service, endpoint_url=url)

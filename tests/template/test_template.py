@@ -1,0 +1,313 @@
+"""What `sam deploy` creates: the resources the function needs, and no more permission than that."""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import subprocess
+import tomllib
+import zipfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+import pytest
+from cfnlint.api import lint_file
+
+from local.deploy_template import zip_code
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO_ROOT / "template.yaml"
+CHECKOV = REPO_ROOT / ".venv" / "tools" / "checkov" / "bin" / "checkov"
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
+
+
+def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == resource_type}
+
+
+# -- linters -------------------------------------------------------------------------------------
+
+
+def test_cfn_lint_reports_nothing():
+    matches = lint_file(TEMPLATE)
+    assert [str(m) for m in matches] == []
+
+
+def test_checkov_fails_nothing_and_every_suppression_has_a_reason(sam_template):
+    completed = subprocess.run(
+        [
+            str(CHECKOV),
+            "--file",
+            str(TEMPLATE),
+            "--framework",
+            "cloudformation",
+            "--output",
+            "json",
+            "--skip-download",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    report = json.loads(completed.stdout)
+    report = report[0] if isinstance(report, list) else report
+    failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
+    assert failed == []
+    assert completed.returncode == 0
+    skipped = report["results"]["skipped_checks"]
+    assert skipped, "suppressions in the template were not seen by checkov"
+    assert all(c["check_result"].get("suppress_comment", "").strip() for c in skipped)
+    # Every suppression in the template has a one-line reason.
+    declared = [
+        skip
+        for resource in sam_template["Resources"].values()
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
+    assert {s["id"] for s in declared} == {c["check_id"] for c in skipped}
+    assert all(s.get("comment") and "\n" not in s["comment"] for s in declared)
+    assert report["summary"]["passed"] >= 10
+
+
+# -- parameters ----------------------------------------------------------------------------------
+
+
+def test_parameters_and_their_defaults(sam_template):
+    parameters = sam_template["Parameters"]
+    assert "Default" not in parameters["EndpointName"]  # required at deploy time
+    assert parameters["UploadPrefix"]["Default"] == "uploads/"
+    assert parameters["TopK"]["Default"] == 3
+    assert parameters["LogLevel"]["Default"] == "INFO"
+    assert parameters["MaxConcurrency"]["Type"] == "Number"
+
+
+# -- deployed into moto --------------------------------------------------------------------------
+
+
+def test_the_stack_deploys_with_bucket_table_function_queue(deployed):
+    assert set(deployed.resource_types.values()) >= {
+        "AWS::S3::Bucket",
+        "AWS::DynamoDB::Table",
+        "AWS::Lambda::Function",
+        "AWS::IAM::Role",
+        "AWS::SQS::Queue",
+        "AWS::Lambda::Permission",
+    }
+    assert deployed.outputs["UploadBucketName"] == deployed.bucket_name
+    assert deployed.outputs["PredictionsTableName"] == deployed.table_name
+    assert deployed.outputs["ClassifyUploadFunctionName"] == deployed.function_name
+    assert deployed.outputs["FailureQueueArn"] == deployed.failure_queue_arn
+    assert deployed.outputs["FailureQueueUrl"].endswith(deployed.failure_queue_url.split("/")[-1])
+    # Named without referring to itself (no circular dependency), unique per stack.
+    stack_suffix = deployed.stack_id.split("/")[2].split("-")[0]
+    assert deployed.bucket_name == f"dog-breed-uploads-{ACCOUNT}-{REGION}-{stack_suffix}"
+
+
+def test_function_environment_is_exactly_what_the_handler_reads(deployed):
+    assert deployed.environment == {
+        "TABLE_NAME": deployed.table_name,
+        "ENDPOINT_NAME": "dog-breeds-prod",
+        "UPLOAD_PREFIX": "incoming/photos/",
+        "TOP_K": "5",
+        "LOG_LEVEL": "DEBUG",
+        "POWERTOOLS_SERVICE_NAME": "classify_upload",
+        "POWERTOOLS_METRICS_NAMESPACE": "DogBreeds",
+    }
+
+
+def test_function_runtime_handler_limits(deployed, translated):
+    config = deployed.function_configuration
+    assert config["Runtime"] == "python3.12"
+    assert config["Handler"] == "app.lambda_handler"
+    assert config["Timeout"] >= 120 and config["MemorySize"] >= 512
+    assert deployed.reserved_concurrency == 3  # MaxConcurrency
+    function = translated["Resources"]["ClassifyUploadFunction"]["Properties"]
+    assert function["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_async_failures_retry_then_land_in_the_encrypted_queue(deployed, aws):
+    config = deployed.event_invoke_config
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["MaximumEventAgeInSeconds"] == 21600
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == deployed.failure_queue_arn
+    attributes = aws("sqs").get_queue_attributes(
+        QueueUrl=deployed.failure_queue_url, AttributeNames=["All"]
+    )["Attributes"]
+    assert attributes["SqsManagedSseEnabled"] == "true"
+
+
+def test_role_grants_exactly_what_the_function_needs(deployed, aws):
+    iam = aws("iam")
+    role_name = deployed.function_configuration["Role"].rsplit("/", 1)[1]
+    statements = []
+    for name in iam.list_role_policies(RoleName=role_name)["PolicyNames"]:
+        document = iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"]
+        if isinstance(document, str):  # moto keeps CloudFormation's inline policies as repr()
+            document = ast.literal_eval(document)
+        statements += document["Statement"]
+
+    def normalised(statement: dict[str, Any]) -> tuple:
+        actions = statement["Action"]
+        actions = [actions] if isinstance(actions, str) else actions
+        resources = statement["Resource"]
+        resources = [resources] if isinstance(resources, str) else resources
+        return statement["Effect"], tuple(sorted(actions)), tuple(sorted(resources))
+
+    table_arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{deployed.table_name}"
+    assert sorted(normalised(s) for s in statements) == sorted(
+        [
+            (
+                "Allow",
+                ("s3:GetObject", "s3:GetObjectVersion"),
+                (f"arn:aws:s3:::{deployed.bucket_name}/incoming/photos/*",),
+            ),
+            ("Allow", ("dynamodb:PutItem",), (table_arn,)),
+            (
+                "Allow",
+                ("sagemaker:InvokeEndpoint",),
+                (f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/dog-breeds-prod",),
+            ),
+            ("Allow", ("sqs:SendMessage",), (deployed.failure_queue_arn,)),
+        ]
+    )
+    for statement in statements:
+        for action in normalised(statement)[1]:
+            assert "*" not in action
+
+
+def test_role_managed_policies_are_logging_and_tracing_only(translated):
+    role = translated["Resources"]["ClassifyUploadFunctionRole"]["Properties"]
+    assert sorted(role["ManagedPolicyArns"]) == [
+        "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    ]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": ["lambda.amazonaws.com"]
+    }
+
+
+def test_the_upload_trigger_is_object_created_under_the_prefix(translated):
+    bucket = translated["Resources"]["UploadBucket"]
+    (trigger,) = bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+    assert trigger["Event"] == "s3:ObjectCreated:*"
+    rules = trigger["Filter"]["S3Key"]["Rules"]
+    assert rules == [{"Name": "prefix", "Value": {"Ref": "UploadPrefix"}}]
+    assert trigger["Function"] == {"Fn::GetAtt": ["ClassifyUploadFunction", "Arn"]}
+    permission = translated["Resources"]["ClassifyUploadFunctionImageUploadedPermission"]
+    assert permission["Properties"]["Principal"] == "s3.amazonaws.com"
+    assert permission["Properties"]["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    # The function never writes to the bucket: no recursive trigger is possible.
+    role = translated["Resources"]["ClassifyUploadFunctionRole"]["Properties"]
+    actions = json.dumps(role["Policies"])
+    assert "s3:PutObject" not in actions
+
+
+def test_the_bucket_is_private_encrypted_and_tls_only(translated, deployed, aws):
+    properties = translated["Resources"]["UploadBucket"]["Properties"]
+    assert properties["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    encryption = aws("s3").get_bucket_encryption(Bucket=deployed.bucket_name)
+    rule = encryption["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    (policy,) = resources_of_type(translated, "AWS::S3::BucketPolicy").values()
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Principal"] == "*"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert policy["Properties"]["Bucket"] == {"Ref": "UploadBucket"}
+
+
+def test_the_table_is_on_demand_recoverable_encrypted_and_queryable_by_breed(
+    translated, deployed, aws
+):
+    table = aws("dynamodb").describe_table(TableName=deployed.table_name)["Table"]
+    assert table["KeySchema"] == [
+        {"AttributeName": "bucket", "KeyType": "HASH"},
+        {"AttributeName": "key", "KeyType": "RANGE"},
+    ]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "by_breed"
+    assert index["KeySchema"] == [
+        {"AttributeName": "breed", "KeyType": "HASH"},
+        {"AttributeName": "predicted_at", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "ALL"}
+    properties = translated["Resources"]["PredictionsTable"]["Properties"]
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert properties["SSESpecification"] == {"SSEEnabled": True}
+
+
+def test_alarms_watch_function_errors_and_the_failure_queue(translated):
+    alarms = resources_of_type(translated, "AWS::CloudWatch::Alarm")
+    watched = {
+        (a["Properties"]["Namespace"], a["Properties"]["MetricName"]): a["Properties"]
+        for a in alarms.values()
+    }
+    errors = watched[("AWS/Lambda", "Errors")]
+    assert errors["Dimensions"] == [
+        {"Name": "FunctionName", "Value": {"Ref": "ClassifyUploadFunction"}}
+    ]
+    depth = watched[("AWS/SQS", "ApproximateNumberOfMessagesVisible")]
+    assert depth["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["FailureQueue", "QueueName"]}}
+    ]
+    for alarm in (errors, depth):
+        assert alarm["Threshold"] == 1
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+# -- what sam build packs, what sam deploy reads, what sam local invoke sends ---------------------
+
+
+def test_the_code_package_holds_the_handler_and_its_modules_only():
+    package = zip_code(REPO_ROOT / "lambdas" / "classify_upload")
+    names = set(zipfile.ZipFile(io.BytesIO(package)).namelist())
+    assert {"app.py", "requirements.txt", "upload_classify.py", "upload_table.py"} <= names
+    assert all(n == "app.py" or n == "requirements.txt" or n.startswith("upload_") for n in names)
+    requirements = (REPO_ROOT / "lambdas/classify_upload/requirements.txt").read_text()
+    pins = [line for line in requirements.splitlines() if line and not line.startswith("#")]
+    assert pins and all("==" in pin for pin in pins)
+    assert not any(pin.startswith("boto3") for pin in pins)  # the runtime provides it
+
+
+def test_samconfig_names_the_stack_and_capabilities():
+    config = tomllib.loads((REPO_ROOT / "samconfig.toml").read_text())
+    assert config["default"]["global"]["parameters"]["stack_name"]
+    assert config["default"]["deploy"]["parameters"]["capabilities"] == "CAPABILITY_IAM"
+
+
+@pytest.mark.parametrize(
+    ("name", "keys"),
+    [
+        ("upload.json", ["uploads/dog.jpg"]),
+        ("upload_special_key.json", ["uploads/my dog+café (1).jpg"]),
+        ("upload_many.json", ["uploads/labrador.jpg", "uploads/beagle.png", "uploads/poodle.webp"]),
+        ("upload_outside_prefix.json", ["other/notes.txt"]),
+        ("s3_test_event.json", []),
+    ],
+)
+def test_sample_events_are_shaped_like_s3_sends_them(name, keys):
+    event = json.loads((REPO_ROOT / "events" / name).read_text(encoding="utf-8"))
+    if not keys:
+        assert event["Event"] == "s3:TestEvent" and "Records" not in event
+        return
+    decoded = []
+    for record in event["Records"]:
+        assert record["eventSource"] == "aws:s3"
+        assert record["eventName"].startswith("ObjectCreated:")
+        obj = record["s3"]["object"]
+        assert int(obj["sequencer"], 16) >= 0 and obj["eTag"] and obj["size"] > 0
+        assert " " not in obj["key"]  # S3 sends keys URL-encoded
+        decoded.append(unquote_plus(obj["key"]))
+    assert decoded == keys
