@@ -1,0 +1,87 @@
+"""The endpoint as the real serving container runs it: the SageMaker PyTorch inference toolkit's
+HandlerService calling endpoint_inference.py (local.model_container.ToolkitContainer)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+import bad_images
+import endpoint_inference as ei
+import model_artifact
+import pytest
+
+from local.model_container import ToolkitContainer
+
+
+@pytest.fixture(scope="module")
+def container(trained_artifact):
+    return ToolkitContainer(trained_artifact)
+
+
+@pytest.fixture(scope="module")
+def test_images(tiny_dataset):
+    return sorted((tiny_dataset / "test").glob("*/*.jpg"))
+
+
+def test_container_is_healthy_once_the_model_is_loaded(container):
+    assert container.ping() is True
+
+
+def test_toolkit_answers_what_the_handlers_answer(container, trained_artifact, test_images):
+    served = ei.model_fn(str(trained_artifact))
+    for path in test_images:
+        response = container.invoke(path.read_bytes(), "image/jpeg")
+        assert response.status == 200 and response.content_type == "application/json"
+        direct = ei.predict_fn(ei.input_fn(path.read_bytes(), "image/jpeg"), served)
+        result = json.loads(response.body)
+        assert result["predictions"][0]["index"] == direct["predictions"][0]["index"]
+
+
+def test_top_k_travels_in_the_custom_attributes_header(container, test_images):
+    response = container.invoke(
+        test_images[0].read_bytes(), "image/jpeg", custom_attributes="top_k=2"
+    )
+    assert response.status == 200
+    assert len(json.loads(response.body)["predictions"]) == 2
+
+
+def test_json_request_through_the_toolkit(container, test_images):
+    body = json.dumps({"image": base64.b64encode(test_images[0].read_bytes()).decode(), "top_k": 1})
+    response = container.invoke(body.encode(), "application/json")
+    assert response.status == 200 and json.loads(response.body)["top_k"] == 1
+
+
+@pytest.mark.parametrize("case", bad_images.bad_requests(), ids=lambda c: c.name)
+def test_bad_input_comes_back_4xx_not_500(container, case):
+    response = container.invoke(case.body, case.content_type)
+    assert response.status == case.status
+    assert case.reason in response.body.decode()
+
+
+def test_the_worker_survives_bad_input(container, test_images):
+    for case in bad_images.bad_requests()[:4]:
+        container.invoke(case.body, case.content_type)
+    assert container.invoke(test_images[0].read_bytes(), "image/jpeg").status == 200
+
+
+def test_packaged_model_carries_self_contained_serving_code(trained_artifact, tmp_path):
+    """model.tar.gz's code/ imports on its own, as in the container (no training/ on the path)."""
+    tar_path = model_artifact.package_model(trained_artifact, tmp_path / "model.tar.gz")
+    with tarfile.open(tar_path) as tar:
+        names = set(tar.getnames())
+        tar.extractall(tmp_path / "model", filter="data")
+    assert {"model.pth", "classes.json", "config.json", "code/endpoint_inference.py",
+            "code/image_decode.py", "code/requirements.txt"} <= names  # fmt: skip
+    assert not {"code/train.py", "code/synthetic_dataset.py"} & names
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "model" / "code")}
+    probe = "import endpoint_inference, sys; print(endpoint_inference.__file__)"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith(str(tmp_path / "model" / "code"))

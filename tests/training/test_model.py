@@ -1,0 +1,135 @@
+"""The network, its freezing rules, and the dataset conventions it is trained on."""
+
+from __future__ import annotations
+
+import dog_data
+import dog_model
+import pytest
+import torch
+from synthetic_dataset import main as synthetic_main
+from torch import nn
+from torchvision import models
+
+
+def trainable_prefixes(model: nn.Module) -> set[str]:
+    return {
+        name.split(".")[1] for name, p in model.named_parameters() if p.requires_grad
+    }  # backbone.<stage>....
+
+
+@pytest.fixture(scope="module")
+def model() -> dog_model.DogBreedNet:
+    return dog_model.build_model(5, hidden_size=32, dropout=0.1, pretrained=False)
+
+
+def test_head_is_two_fully_connected_layers_to_the_classes(model):
+    linears = [m for m in model.backbone.fc.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(2048, 32), (32, 5)]
+    assert any(isinstance(m, nn.Dropout) and m.p == 0.1 for m in model.backbone.fc.modules())
+    assert model.eval()(torch.zeros(2, 3, 64, 64)).shape == (2, 5)
+
+
+def test_from_random_init_the_whole_network_trains(model):
+    trainable, total = dog_model.count_parameters(model)
+    assert trainable == total
+
+
+@pytest.mark.parametrize(
+    ("stages", "expected"),
+    [
+        (0, {"fc"}),
+        (1, {"fc", "layer4"}),
+        (2, {"fc", "layer4", "layer3"}),
+        (4, {"fc", "layer4", "layer3", "layer2", "layer1"}),
+    ],
+)
+def test_frozen_backbone_unfreezes_the_top_stages(stages, expected):
+    model = dog_model.build_model(3, hidden_size=16)
+    dog_model.configure_trainable(model, freeze_backbone=True, unfreeze_stages=stages)
+    assert trainable_prefixes(model) == expected
+
+
+def test_unfreeze_stages_out_of_range_is_rejected():
+    model = dog_model.build_model(3, hidden_size=16)
+    with pytest.raises(ValueError, match="unfreeze_stages"):
+        dog_model.configure_trainable(model, freeze_backbone=True, unfreeze_stages=5)
+
+
+def test_frozen_batchnorm_keeps_its_running_statistics():
+    model = dog_model.build_model(3, hidden_size=16)
+    dog_model.configure_trainable(model, freeze_backbone=True, unfreeze_stages=1)
+    model.train()
+    assert not model.backbone.bn1.training and not model.backbone.layer3[0].bn1.training
+    assert model.backbone.layer4[0].bn1.training  # unfrozen stage trains normally
+    before = model.backbone.bn1.running_mean.clone()
+    model(torch.randn(2, 3, 64, 64))
+    assert torch.equal(before, model.backbone.bn1.running_mean)
+
+
+def test_pretrained_asks_torchvision_for_imagenet_v2_weights_and_freezes(monkeypatch):
+    requested = []
+    real_resnet50 = models.resnet50
+
+    def fake_resnet50(weights=None):
+        requested.append(weights)
+        return real_resnet50(weights=None)  # offline: the shape without the download
+
+    monkeypatch.setattr(dog_model.models, "resnet50", fake_resnet50)
+    model = dog_model.build_model(4, pretrained=True, unfreeze_stages=1)
+    assert requested == [models.ResNet50_Weights.IMAGENET1K_V2]
+    assert trainable_prefixes(model) == {"fc", "layer4"}
+
+
+def test_class_names_drop_the_numeric_prefix():
+    assert dog_data.class_name("001.Affenpinscher") == "Affenpinscher"
+    assert dog_data.class_name("133.Yorkshire_terrier") == "Yorkshire_terrier"
+    assert dog_data.class_name("Beagle") == "Beagle"
+
+
+def test_class_weights_are_inverse_frequency():
+    weights = dog_data.class_weights([0, 0, 0, 1], 2)
+    assert weights.tolist() == pytest.approx([4 / 6, 2.0])
+    # a class missing from train keeps weight 1 rather than dividing by zero
+    assert dog_data.class_weights([0, 1], 3).tolist() == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_splits_share_the_train_class_order(tiny_dataset):
+    splits = dog_data.load_splits(tiny_dataset, 64)
+    assert splits.classes == ["Affenpinscher", "Afghan_hound", "Airedale_terrier", "Akita"]
+    assert (len(splits.train), len(splits.valid), len(splits.test)) == (96, 24, 24)
+    image, label = splits.test[0]
+    assert image.shape == (3, 64, 64) and label == 0
+
+
+def test_a_valid_class_unknown_to_train_is_an_error(tmp_path):
+    for split in ("train", "valid", "test"):
+        (tmp_path / split / "001.A").mkdir(parents=True)
+    (tmp_path / "valid" / "002.B").mkdir()
+    with pytest.raises(ValueError, match=r"002\.B"):
+        dog_data.load_splits(tmp_path, 32)
+
+
+def test_synthetic_dataset_cli_writes_the_dogimages_layout(tmp_path, capsys):
+    root = synthetic_main(
+        [str(tmp_path / "d"), "--classes", "3", "--per-class", "2", "1", "1", "--image-size", "24"]
+    )
+    assert capsys.readouterr().out.strip() == str(root)
+    assert sorted(p.name for p in (root / "train").iterdir()) == [
+        "001.Affenpinscher",
+        "002.Afghan_hound",
+        "003.Airedale_terrier",
+    ]
+    assert len(list(root.glob("train/*/*.jpg"))) == 6
+    assert len(list(root.glob("test/*/*.jpg"))) == 3
+
+
+def test_a_lone_last_training_image_is_dropped_not_batchnormed():
+    """BatchNorm in train mode cannot normalise a batch of one image."""
+    from torch.utils.data import TensorDataset
+
+    def batches(n: int) -> list[int]:
+        data = TensorDataset(torch.zeros(n, 1), torch.zeros(n))
+        return [len(x) for x, _ in dog_data.make_loader(data, 16, shuffle=True, num_workers=0)]
+
+    assert batches(17) == [16]
+    assert batches(18) == [16, 2]

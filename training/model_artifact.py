@@ -1,0 +1,160 @@
+"""The model artifact: what ``SM_MODEL_DIR`` holds after training and ``model_fn`` loads.
+
+model.pth     state_dict of dog_model.DogBreedNet
+classes.json  ordered class names (folder names without the numeric prefix)
+config.json   enough to rebuild the network without train.py's arguments (CONFIG_KEYS)
+openvino/     CPU-optimised form, written by fast_runtime.export_cpu_form (optional)
+code/         the serving code, only in a packaged model.tar.gz (package_model)
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import dog_model
+import torch
+
+WEIGHTS_FILE = "model.pth"
+CLASSES_FILE = "classes.json"
+CONFIG_FILE = "config.json"
+FORMAT_VERSION = 1
+DEFAULT_MODEL_NAME = "dog-breeds-resnet50"
+CONFIG_KEYS = (
+    "format_version",
+    "architecture",
+    "num_classes",
+    "hidden_size",
+    "dropout",
+    "image_size",
+    "mean",
+    "std",
+    "model_name",
+    "model_version",
+)
+SERVING_ENTRY_POINT = "endpoint_inference.py"
+TRAINING_DIR = Path(__file__).resolve().parent
+
+
+def file_version(path: Path) -> str:
+    """First 12 hex digits of the file's sha256: the model's version."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def save_artifact(
+    model: torch.nn.Module,
+    model_dir: Path,
+    classes: list[str],
+    *,
+    hidden_size: int,
+    dropout: float,
+    image_size: int,
+    mean: tuple[float, ...] | list[float],
+    std: tuple[float, ...] | list[float],
+    model_name: str = DEFAULT_MODEL_NAME,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write weights, classes and config into ``model_dir``; returns the config."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save(state, model_dir / WEIGHTS_FILE)
+    (model_dir / CLASSES_FILE).write_text(json.dumps(list(classes), indent=1) + "\n")
+    config = {
+        "format_version": FORMAT_VERSION,
+        "architecture": dog_model.ARCHITECTURE,
+        "num_classes": len(classes),
+        "hidden_size": hidden_size,
+        "dropout": dropout,
+        "image_size": image_size,
+        "mean": list(mean),
+        "std": list(std),
+        "model_name": model_name,
+        "model_version": file_version(model_dir / WEIGHTS_FILE),
+        **(extra or {}),
+    }
+    (model_dir / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n")
+    return config
+
+
+def load_config(model_dir: Path) -> dict[str, Any]:
+    config = json.loads((Path(model_dir) / CONFIG_FILE).read_text())
+    missing = [k for k in CONFIG_KEYS if k not in config]
+    if missing:
+        raise ValueError(f"{model_dir}/{CONFIG_FILE} lacks {missing}")
+    if config["architecture"] != dog_model.ARCHITECTURE:
+        raise ValueError(f"unknown architecture {config['architecture']!r}")
+    return config
+
+
+def load_classes(model_dir: Path) -> list[str]:
+    return json.loads((Path(model_dir) / CLASSES_FILE).read_text())
+
+
+def build_from_artifact(model_dir: Path) -> torch.nn.Module:
+    """The trained network, on the CPU, in eval mode."""
+    config = load_config(model_dir)
+    model = dog_model.build_model(
+        config["num_classes"], config["hidden_size"], config["dropout"], pretrained=False
+    )
+    state = torch.load(Path(model_dir) / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def serving_modules(source_dir: Path = TRAINING_DIR) -> list[Path]:
+    """The entry point and every module of ``source_dir`` it imports, transitively: the serving
+    container's ``code/`` directory (nothing of the training or launcher code)."""
+    available = {p.stem: p for p in Path(source_dir).glob("*.py")}
+    seen: dict[str, Path] = {}
+    pending = [Path(source_dir) / SERVING_ENTRY_POINT]
+    while pending:
+        path = pending.pop()
+        if path.stem in seen:
+            continue
+        seen[path.stem] = path
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module.split(".")[0]]
+            else:
+                continue
+            pending.extend(available[n] for n in names if n in available and n not in seen)
+    return sorted(seen.values())
+
+
+def package_model(model_dir: Path, tar_path: Path, with_code: bool = True) -> Path:
+    """``model.tar.gz`` as SageMaker stores it, plus (``with_code``) ``code/`` holding the serving
+    modules and ``requirements-serving.txt`` as ``code/requirements.txt``, so the PyTorch serving
+    container runs it with ``SAGEMAKER_PROGRAM=endpoint_inference.py`` and no repacking."""
+    model_dir, tar_path = Path(model_dir), Path(tar_path)
+    tar_path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for path in sorted(model_dir.iterdir()):
+            if path.name != "code":
+                tar.add(path, arcname=path.name)
+        if with_code:
+            for path in serving_modules():
+                tar.add(path, arcname=f"code/{path.name}")
+            tar.add(TRAINING_DIR / "requirements-serving.txt", arcname="code/requirements.txt")
+    return tar_path
+
+
+def copy_serving_code(code_dir: Path) -> Path:
+    """The same ``code/`` directory as package_model, written to disk (for a local container)."""
+    code_dir = Path(code_dir)
+    code_dir.mkdir(parents=True, exist_ok=True)
+    for path in serving_modules():
+        shutil.copy2(path, code_dir / path.name)
+    shutil.copy2(TRAINING_DIR / "requirements-serving.txt", code_dir / "requirements.txt")
+    return code_dir
