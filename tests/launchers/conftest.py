@@ -1,0 +1,74 @@
+"""A moto server standing in for AWS, and a way to run launch.py stages against it in-process."""
+
+from __future__ import annotations
+
+import logging
+import time
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import launch
+import pytest
+import requests
+from launch_aws import RequestLog
+from launch_testkit import BUCKET, REGION, Run
+from moto.server import ThreadedMotoServer
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    """Every boto3 client of the test talks to a fresh moto; no real credentials or config."""
+    requests.post(f"{moto_url}/moto-api/reset", timeout=10)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "SAGEMAKER_ROLE_ARN", "SAGEMAKER_BUCKET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+    yield moto_url
+
+
+@pytest.fixture
+def run_launch(
+    aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    """Run ``launch.py <stage> ...`` in-process; common flags point it at the test bucket."""
+    import sagemaker.session
+
+    # moto finishes jobs and endpoints at once: the SDK's 5-30 s polling sleeps are just waiting.
+    fast_time = types.SimpleNamespace(
+        **{n: getattr(time, n) for n in dir(time) if not n.startswith("_")}
+    )
+    fast_time.sleep = lambda seconds: None
+    monkeypatch.setattr(sagemaker.session, "time", fast_time)
+
+    def run(*argv: str, common: bool = True) -> Run:
+        session = boto3.Session(region_name=REGION)
+        log = RequestLog()  # records only: the launcher attaches its own (dry-run) log too
+        log.attach(session)
+        args = list(argv)
+        if common:
+            args += ["--bucket", BUCKET, "--runs-dir", str(tmp_path / "runs")]
+        capsys.readouterr()
+        rc = launch.main(args, boto_session=session)
+        captured = capsys.readouterr()
+        return Run(rc, captured.out, captured.err, log)
+
+    return run

@@ -1,0 +1,227 @@
+"""Stages 4, 5 and 7: deploy the model to an ml.t2.medium endpoint, invoke it, tear it down."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from launch_aws import Aws, LaunchError, s3_uri
+
+TRAINING_DIR = Path(__file__).resolve().parent
+ENTRY_POINT = "endpoint_inference.py"
+SERVING_REQUIREMENTS = "requirements-serving.txt"
+
+# The newest PyTorch inference image SageMaker SDK 2.257 knows (image_uri_config/pytorch.json).
+INFERENCE_FRAMEWORK_VERSION = "2.6.0"
+INFERENCE_PY_VERSION = "py312"
+ENDPOINT_INSTANCE = "ml.t2.medium"
+DEFAULT_ENDPOINT_NAME = "dog-breeds"
+# template.yaml's EndpointName pattern: lower case, as in the endpoint's ARN (and IAM policy).
+ENDPOINT_NAME_PATTERN = re.compile(r"^[a-z0-9](-*[a-z0-9]){0,62}$")
+
+CONTENT_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+}
+
+
+def local_imports(entry: Path, source_dir: Path) -> list[Path]:
+    """The entry script and every module of ``source_dir`` it imports, transitively.
+
+    Walks every import statement (also those inside functions), so the endpoint's code/ holds
+    what ``endpoint_inference.py`` needs and nothing of the training or launcher code.
+    """
+    available = {p.stem: p for p in source_dir.glob("*.py")}
+    seen: dict[str, Path] = {}
+    pending = [entry]
+    while pending:
+        path = pending.pop()
+        if path.stem in seen:
+            continue
+        seen[path.stem] = path
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module.split(".")[0]]
+            pending.extend(available[n] for n in names if n in available and n not in seen)
+    return sorted(seen.values())
+
+
+def stage_code_dir(target: Path, source_dir: Path | None = None) -> Path:
+    """code/ as the serving container wants it: entry point, its modules, requirements.txt."""
+    source_dir = source_dir or TRAINING_DIR
+    entry = source_dir / ENTRY_POINT
+    if not entry.exists():
+        raise LaunchError(f"{entry} does not exist: nothing to serve")
+    target.mkdir(parents=True, exist_ok=True)
+    for module in local_imports(entry, source_dir):
+        shutil.copy2(module, target / module.name)
+    requirements = source_dir / SERVING_REQUIREMENTS
+    if requirements.exists():
+        shutil.copy2(requirements, target / "requirements.txt")
+    return target
+
+
+def model_data_of(aws: Aws, training_job: str) -> str:
+    desc = aws.client("sagemaker").describe_training_job(TrainingJobName=training_job)
+    status = desc.get("TrainingJobStatus")
+    artifact = (desc.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    if status != "Completed" or not artifact:
+        raise LaunchError(f"training job {training_job} is {status}: no model artifact to deploy")
+    return artifact
+
+
+def deploy(
+    aws: Aws,
+    *,
+    role: str,
+    model_data: str,
+    endpoint_name: str,
+    prefix: str,
+    instance_type: str,
+    wait: bool,
+    staging_dir: Path,
+    framework_version: str = INFERENCE_FRAMEWORK_VERSION,
+    py_version: str = INFERENCE_PY_VERSION,
+) -> str:
+    """Model (artifact repacked with code/), endpoint config (one instance), endpoint."""
+    from sagemaker.deserializers import JSONDeserializer
+    from sagemaker.pytorch import PyTorchModel
+    from sagemaker.serializers import IdentitySerializer
+    from sagemaker.utils import name_from_base
+
+    if not ENDPOINT_NAME_PATTERN.match(endpoint_name):
+        raise LaunchError(
+            f"--endpoint-name {endpoint_name!r}: use lower-case letters, digits and hyphens "
+            "(at most 63), as the SAM template's EndpointName parameter requires"
+        )
+    code_dir = stage_code_dir(staging_dir)
+    model_name = name_from_base(endpoint_name)
+    model = PyTorchModel(
+        model_data=model_data,
+        role=role,
+        entry_point=ENTRY_POINT,
+        source_dir=str(code_dir),
+        framework_version=framework_version,
+        py_version=py_version,
+        name=model_name,
+        # The SDK repacks model.tar.gz with code/ (our staged dir) and uploads it here.
+        code_location=s3_uri(aws.bucket, prefix, "deploy"),
+        sagemaker_session=aws.sagemaker_session,
+    )
+    model.deploy(
+        initial_instance_count=1,
+        instance_type=instance_type,
+        endpoint_name=endpoint_name,
+        serializer=IdentitySerializer(content_type="image/jpeg"),
+        deserializer=JSONDeserializer(),
+        wait=wait and not aws.dry_run,
+    )
+    print(f"model: {model_name}")
+    print(f"endpoint: {endpoint_name} ({instance_type}, 1 instance)")
+    if wait and not aws.dry_run:
+        status = aws.client("sagemaker").describe_endpoint(EndpointName=endpoint_name)
+        print(f"  status: {status['EndpointStatus']}")
+    print(f"  SAM parameter: EndpointName={endpoint_name}")
+    return endpoint_name
+
+
+def content_type_of(image: Path) -> str:
+    try:
+        return CONTENT_TYPES[image.suffix.lower()]
+    except KeyError:
+        raise LaunchError(
+            f"{image.name}: unknown image type; use one of {', '.join(CONTENT_TYPES)}"
+        ) from None
+
+
+def format_predictions(response: dict[str, Any]) -> list[str]:
+    """The endpoint's JSON (CONTRACTS: predictions best first, model identity) as lines."""
+    if not isinstance(response, dict) or not isinstance(response.get("predictions"), list):
+        raise LaunchError(f"the endpoint answered something else than predictions: {response!r}")
+    lines = [
+        f"  {rank}. {p['breed']:<40} {100 * float(p['probability']):6.2f}%"
+        for rank, p in enumerate(response["predictions"], start=1)
+    ]
+    model = response.get("model") or {}
+    if model:
+        lines.append(
+            f"  model {model.get('name')} version {model.get('version')} "
+            f"runtime {model.get('runtime')}"
+        )
+    return lines
+
+
+def invoke(aws: Aws, *, endpoint_name: str, image: Path, top_k: int) -> dict[str, Any]:
+    """The image through the SDK Predictor, then through a plain boto3 sagemaker-runtime client."""
+    from sagemaker.deserializers import JSONDeserializer
+    from sagemaker.predictor import Predictor
+    from sagemaker.serializers import IdentitySerializer
+
+    if top_k < 1:
+        raise LaunchError("--top-k must be at least 1")
+    if not image.is_file():
+        raise LaunchError(f"{image}: no such image file")
+    content_type = content_type_of(image)
+    body = image.read_bytes()
+    attributes = f"top_k={top_k}"
+
+    predictor = Predictor(
+        endpoint_name=endpoint_name,
+        sagemaker_session=aws.sagemaker_session,
+        serializer=IdentitySerializer(content_type=content_type),
+        deserializer=JSONDeserializer(),
+    )
+    via_sdk = predictor.predict(body, custom_attributes=attributes)
+
+    runtime = aws.client("sagemaker-runtime")
+    answer = runtime.invoke_endpoint(
+        EndpointName=endpoint_name,
+        ContentType=content_type,
+        Accept="application/json",
+        CustomAttributes=attributes,
+        Body=body,
+    )
+    via_boto3 = json.loads(answer["Body"].read())
+
+    if aws.dry_run:
+        return {"sdk": via_sdk, "boto3": via_boto3}
+    for label, response in (
+        ("SageMaker Predictor", via_sdk),
+        ("boto3 sagemaker-runtime", via_boto3),
+    ):
+        print(f"{label}: {image.name} on {endpoint_name}")
+        # Truncate client-side too: the toolkit may not pass CustomAttributes to the handlers.
+        shown = {**response, "predictions": response.get("predictions", [])[:top_k]}
+        for line in format_predictions(shown):
+            print(line)
+    return {"sdk": via_sdk, "boto3": via_boto3}
+
+
+def teardown(aws: Aws, *, endpoint_name: str) -> list[str]:
+    """Delete the endpoint, its endpoint config and the config's models; say what went."""
+    sm = aws.client("sagemaker")
+    desc = sm.describe_endpoint(EndpointName=endpoint_name)
+    config_name = desc["EndpointConfigName"]
+    config = sm.describe_endpoint_config(EndpointConfigName=config_name)
+    models = [v["ModelName"] for v in config.get("ProductionVariants", []) if v.get("ModelName")]
+    deleted = []
+    sm.delete_endpoint(EndpointName=endpoint_name)
+    deleted.append(f"endpoint {endpoint_name}")
+    sm.delete_endpoint_config(EndpointConfigName=config_name)
+    deleted.append(f"endpoint config {config_name}")
+    for model in models:
+        sm.delete_model(ModelName=model)
+        deleted.append(f"model {model}")
+    verb = "would delete" if aws.dry_run else "deleted"
+    for item in deleted:
+        print(f"{verb} {item}")
+    return deleted
