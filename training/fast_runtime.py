@@ -4,19 +4,43 @@ Interface (used by endpoint_inference.model_fn and by train.py's packaging step)
 - ``select_runtime(model_dir, build_torch_model) -> Runtime``
 - ``export_cpu_form(model, model_dir) -> Path | None``
 A Runtime takes a float32 NCHW batch, already normalised, and returns float32 logits (N, classes).
+
+The CPU form is an OpenVINO IR in ``model_dir/openvino/`` (``model.xml``, ``model.bin``, fp32
+weights, batch dimension dynamic) plus ``export.json``, recording which weights it was made from.
+``select_runtime`` serves the IR only when it matches the artifact next to it; otherwise, or when
+``openvino`` does not import, it falls back to eager PyTorch, and logs which it chose and why.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import hashlib
+import json
 import logging
-from collections.abc import Callable
+import math
+import os
+import shutil
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
+
+OPENVINO_DIR = "openvino"
+IR_XML = "model.xml"
+EXPORT_META = "export.json"
+# The IR must reproduce the torch logits this closely at export time, or it is not shipped.
+EXPORT_ATOL = 1e-3
+EXPORT_RTOL = 1e-3
+# Set on the SageMaker model (env) to choose how many worker processes TorchServe starts.
+MODEL_SERVER_WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"
 
 
 class Runtime(Protocol):
@@ -30,21 +54,259 @@ class TorchRuntime:
 
     name = "pytorch"
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, reason: str = ""):
         self.model = model.eval()
+        self.reason = reason
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return self.model(torch.from_numpy(batch)).float().numpy()
 
 
+class OpenVINORuntime:
+    """The OpenVINO IR compiled for this machine's CPU: latency hint, fp32, and all of this
+    worker's share of the cores (all of them with one model-server worker)."""
+
+    name = "openvino"
+
+    def __init__(self, xml_path: Path, image_size: int, num_threads: int | None = None):
+        import openvino as ov
+
+        self.num_threads = num_threads or threads_per_worker()
+        config = {
+            ov.properties.hint.performance_mode: ov.properties.hint.PerformanceMode.LATENCY,
+            # On CPUs with AVX512_BF16/AMX the CPU plugin otherwise runs in bf16 by default, which
+            # moves logits by ~0.25 on ResNet50; serving must give PyTorch fp32's answers.
+            ov.properties.hint.inference_precision: ov.Type.f32,
+            ov.properties.inference_num_threads: self.num_threads,
+        }
+        self._compiled = ov.Core().compile_model(str(xml_path), "CPU", config)
+        self._request = self._compiled.create_infer_request()
+        # One infer request serves one call at a time; a threaded server may call concurrently.
+        self._lock = threading.Lock()
+        self.reason = ""
+        # The first inference allocates and primes kernels: pay it at load time, not on a request.
+        self(np.zeros((1, 3, image_size, image_size), dtype=np.float32))
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        with self._lock:
+            result = self._request.infer({0: batch})
+            # Copy out: the result's buffer belongs to the infer request and is reused.
+            return np.array(result[0], dtype=np.float32, copy=True)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: the affinity mask, capped by a cgroup v2 CPU quota."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        count = os.cpu_count() or 1
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    return max(1, count)
+
+
+def threads_per_worker() -> int:
+    """The available CPUs shared among the model server's worker processes, each of which loads
+    its own copy of the model: more threads than cores makes every request slower."""
+    try:
+        workers = int(os.environ.get(MODEL_SERVER_WORKERS_ENV, "1"))
+    except ValueError:
+        workers = 1
+    return max(1, available_cpus() // max(1, workers))
+
+
+def _read_config(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / "config.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
+def _weights_digest(model_dir: Path) -> str | None:
+    """sha256 (first 12 hex) of model.pth: catches weights replaced without a new config."""
+    path = model_dir / "model.pth"
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
+
+
+def artifact_identity(model_dir: Path) -> dict[str, Any]:
+    """What an exported IR must agree with to be served for this artifact."""
+    config = _read_config(model_dir)
+    return {
+        "model_version": config.get("model_version"),
+        "weights_sha256_12": _weights_digest(model_dir),
+        "image_size": int(config.get("image_size", 224)),
+        "num_classes": config.get("num_classes"),
+    }
+
+
+@contextlib.contextmanager
+def _without_hooks(model: torch.nn.Module) -> Iterator[None]:
+    """Detach module hooks (e.g. the smdebug hook's) so tracing neither records nor copies them."""
+    saved = []
+    for module in model.modules():
+        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks"):
+            hooks = getattr(module, attr, None)
+            if hooks:
+                saved.append((module, attr, hooks))
+                setattr(module, attr, type(hooks)())
+    try:
+        yield
+    finally:
+        for module, attr, hooks in saved:
+            setattr(module, attr, hooks)
+
+
+def _cpu_fp32_eval_copy(model: torch.nn.Module) -> torch.nn.Module:
+    params = list(model.parameters()) + list(model.buffers())
+    on_cpu_fp32 = all(
+        p.device.type == "cpu" and (p.dtype == torch.float32 or not p.is_floating_point())
+        for p in params
+    )
+    if on_cpu_fp32 and not model.training:
+        return model
+    return copy.deepcopy(model).cpu().float().eval()
+
+
 def export_cpu_form(model: torch.nn.Module, model_dir: Path) -> Path | None:
-    """Write the CPU-optimised form of ``model`` into ``model_dir``; None when not available."""
+    """Write the CPU-optimised form of ``model`` into ``model_dir``; None when not available.
+
+    Call it after the artifact (model.pth, config.json) is saved: the IR records the artifact's
+    model_version and weights digest, and its input size is config.json's image_size. It never
+    raises: training must not be lost because the optional fast form could not be made.
+    """
+    model_dir = Path(model_dir)
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        log.warning("CPU form not exported: openvino does not import (%s)", exc)
+        return None
+    try:
+        return _export_openvino(ov, model, model_dir)
+    except Exception:
+        log.exception("CPU form not exported: OpenVINO conversion failed; serving will use PyTorch")
+        shutil.rmtree(model_dir / f".{OPENVINO_DIR}.tmp", ignore_errors=True)
+        return None
+
+
+def _export_openvino(ov: Any, model: torch.nn.Module, model_dir: Path) -> Path | None:
+    started = time.perf_counter()
+    identity = artifact_identity(model_dir)
+    size = identity["image_size"]
+    tmp_dir = model_dir / f".{OPENVINO_DIR}.tmp"
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    tmp_dir.mkdir(parents=True)
+
+    with _without_hooks(model):
+        was_training = model.training
+        try:
+            cpu_model = _cpu_fp32_eval_copy(model.eval())
+            example = torch.zeros(1, 3, size, size)
+            # convert_model traces with torch.jit.trace, which now warns that it is deprecated.
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                ov_model = ov.convert_model(
+                    cpu_model,
+                    example_input=example,
+                    # Batch dimension left dynamic: one IR serves batch 1 and batched calls alike.
+                    input=[ov.PartialShape([-1, 3, size, size])],
+                )
+            # save_model compresses weights to fp16 unless told not to (its default is True).
+            ov.save_model(ov_model, tmp_dir / IR_XML, compress_to_fp16=False)
+
+            # Refuse to ship an IR that does not reproduce the torch logits.
+            probe = np.random.default_rng(0).standard_normal((2, 3, size, size), np.float32)
+            with torch.no_grad():
+                expected = cpu_model(torch.from_numpy(probe)).float().numpy()
+        finally:
+            model.train(was_training)
+
+    got = OpenVINORuntime(tmp_dir / IR_XML, size)(probe)
+    max_abs_diff = float(np.abs(got - expected).max())
+    if not np.allclose(got, expected, atol=EXPORT_ATOL, rtol=EXPORT_RTOL):
+        log.error("CPU form not exported: OpenVINO logits differ from torch by %.3g", max_abs_diff)
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        return None
+
+    meta = {
+        **identity,
+        "format": "openvino-ir",
+        "precision": "f32",
+        "input_shape": [-1, 3, size, size],
+        "openvino_version": ov.get_version(),
+        "torch_version": torch.__version__,
+        "export_max_abs_logit_diff": max_abs_diff,
+    }
+    (tmp_dir / EXPORT_META).write_text(json.dumps(meta, indent=2) + "\n")
+
+    final_dir = model_dir / OPENVINO_DIR
+    shutil.rmtree(final_dir, ignore_errors=True)
+    tmp_dir.rename(final_dir)
+    log.info(
+        "CPU form exported: %s (OpenVINO %s, fp32, max logit diff %.2g, %.1f s)",
+        final_dir,
+        meta["openvino_version"],
+        max_abs_diff,
+        time.perf_counter() - started,
+    )
+    return final_dir
+
+
+def _stale_reason(model_dir: Path, identity: dict[str, Any]) -> str | None:
+    """Why the exported IR must not serve this artifact, or None when it matches."""
+    ir_dir = model_dir / OPENVINO_DIR
+    if not (ir_dir / IR_XML).is_file() or not (ir_dir / IR_XML).with_suffix(".bin").is_file():
+        return f"no OpenVINO IR at {ir_dir / IR_XML}"
+    try:
+        meta = json.loads((ir_dir / EXPORT_META).read_text())
+    except (OSError, ValueError) as exc:
+        return f"OpenVINO IR has no readable {EXPORT_META} ({exc})"
+    for key, current in identity.items():
+        if current is not None and meta.get(key) != current:
+            return f"OpenVINO IR is stale: {key} {meta.get(key)!r} != artifact's {current!r}"
+    if identity["model_version"] is None and identity["weights_sha256_12"] is None:
+        return "artifact has no config.json model_version nor model.pth to check the IR against"
     return None
 
 
 def select_runtime(model_dir: Path, build_torch_model: Callable[[], torch.nn.Module]) -> Runtime:
-    """The fastest runtime that ``model_dir`` and this environment support."""
-    runtime = TorchRuntime(build_torch_model())
-    log.info("serving runtime: %s", runtime.name)
-    return runtime
+    """The fastest runtime that ``model_dir`` and this environment support.
+
+    ``build_torch_model`` is only called when PyTorch serves, so the OpenVINO path never holds a
+    second copy of the weights. The runtime's ``name`` and ``reason`` say what serves and why.
+    """
+    model_dir = Path(model_dir)
+    started = time.perf_counter()
+    try:
+        import openvino  # noqa: F401
+    except ImportError as exc:
+        reason = f"openvino does not import ({exc})"
+    else:
+        identity = artifact_identity(model_dir)
+        reason = _stale_reason(model_dir, identity)
+    if reason is None:
+        try:
+            runtime = OpenVINORuntime(model_dir / OPENVINO_DIR / IR_XML, identity["image_size"])
+        except Exception as exc:
+            reason = f"OpenVINO could not compile the IR ({type(exc).__name__}: {exc})"
+            log.warning("serving runtime: %s", reason)
+        else:
+            runtime.reason = f"IR matches the artifact; fp32, {runtime.num_threads} threads"
+            log.info(
+                "serving runtime: openvino (%s, %.2f s)",
+                runtime.reason,
+                time.perf_counter() - started,
+            )
+            return runtime
+    fallback = TorchRuntime(build_torch_model(), reason=reason)
+    log.info("serving runtime: pytorch (fallback: %s)", reason)
+    return fallback
