@@ -1,0 +1,96 @@
+"""One Lambda execution environment ("sandbox"): a long-lived process that runs one handler.
+
+Started by ``local.lambda_runtime`` as ``python -m local.lambda_worker HANDLER CODE_DIR RESULT_FD``
+with the function's environment. It imports the handler once (the cold start), then reads one
+invocation per line from stdin (JSON: event, request id, deadline) and writes one result per line
+to RESULT_FD. The handler's stdout/stderr are the function's log stream, so they never carry the
+protocol. Standard library only: nothing here may differ from what the handler sees on Lambda.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from typing import Any
+
+
+class LambdaContext:
+    """The attributes and method of the context object Lambda's Python runtime passes."""
+
+    def __init__(self, request_id: str, deadline_ms: int) -> None:
+        self.function_name = os.environ["AWS_LAMBDA_FUNCTION_NAME"]
+        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        self.invoked_function_arn = os.environ["LOCAL_LAMBDA_FUNCTION_ARN"]
+        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        self.aws_request_id = request_id
+        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
+        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
+        self.identity = None
+        self.client_context = None
+        self._deadline_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int(self._deadline_ms - time.time() * 1000))
+
+
+def _error_payload(exc: BaseException) -> dict[str, Any]:
+    """The shape Lambda's Python runtime reports for an unhandled exception."""
+    return {
+        "errorMessage": str(exc),
+        "errorType": type(exc).__name__,
+        "requestId": "",
+        # Lambda lists the handler's frames only, not its runtime's.
+        "stackTrace": traceback.format_list(traceback.extract_tb(exc.__traceback__)[1:]),
+    }
+
+
+def main(argv: list[str]) -> int:
+    handler_spec, code_dir, result_fd = argv[0], argv[1], int(argv[2])
+    # Ctrl-C in the terminal reaches the whole process group: the parent decides when we stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.path.insert(0, code_dir)
+    os.chdir(code_dir)
+    results = os.fdopen(result_fd, "w", encoding="utf-8", buffering=1)
+
+    module_name, _, function_name = handler_spec.rpartition(".")
+    try:
+        handler = getattr(importlib.import_module(module_name), function_name)
+        init_error = None
+    except Exception as exc:  # Runtime.ImportModuleError: every invocation fails with it
+        handler, init_error = None, _error_payload(exc)
+        init_error["errorType"] = "Runtime.ImportModuleError"
+        traceback.print_exc()
+
+    for line in sys.stdin:
+        task = json.loads(line)
+        request_id = task["request_id"]
+        print(f"START RequestId: {request_id} Version: $LATEST", flush=True)
+        started = time.monotonic()
+        if init_error is not None:
+            result = {"ok": False, "error": init_error}
+        else:
+            try:
+                payload = handler(task["event"], LambdaContext(request_id, task["deadline_ms"]))
+                json.dumps(payload)  # Lambda must serialise the return value too
+                result = {"ok": True, "payload": payload}
+            except Exception as exc:
+                traceback.print_exc()
+                result = {"ok": False, "error": _error_payload(exc)}
+                result["error"]["requestId"] = request_id
+        elapsed_ms = (time.monotonic() - started) * 1000
+        sys.stdout.flush()
+        sys.stderr.flush()
+        print(f"END RequestId: {request_id}", flush=True)
+        print(f"REPORT RequestId: {request_id}\tDuration: {elapsed_ms:.2f} ms", flush=True)
+        result["duration_ms"] = elapsed_ms
+        results.write(json.dumps(result, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

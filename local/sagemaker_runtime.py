@@ -1,0 +1,354 @@
+"""A local SageMaker runtime: ``InvokeEndpoint`` over real HTTP, answered by in-process containers.
+
+``SageMakerRuntimeServer`` speaks ``POST /endpoints/<name>/invocations`` as the SageMaker runtime
+does, with its status codes and error shapes, so botocore's request building, error parsing and
+retry logic run unchanged against it (point ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` at ``.url``).
+It also speaks the serving container's own contract, ``GET /ping`` and ``POST /invocations``
+(first endpoint). A container is any object with ``ping()`` and ``invoke(...)`` (``Container``).
+
+Concurrency is bounded by ``max_workers``, as one ml.t2.medium instance serves one request at a
+time per worker; faults can be injected for tests (``inject_fault``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol, runtime_checkable
+from urllib.parse import unquote
+
+MAX_REQUEST_BYTES = 6_291_456
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+
+
+@dataclass(frozen=True)
+class ContainerResponse:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+@runtime_checkable
+class Container(Protocol):
+    """What the server needs from a serving container (the model helper's ToolkitContainer)."""
+
+    def ping(self) -> bool: ...
+
+    def invoke(
+        self,
+        body: bytes,
+        content_type: str,
+        accept: str = "application/json",
+        custom_attributes: str | None = None,
+    ) -> ContainerResponse: ...
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An error the runtime answers instead of calling the container."""
+
+    code: str
+    status: int
+    message: str
+    original_status: int | None = None  # ModelError only
+    delay_s: float = 0.0  # answer after this long (to exercise client read timeouts)
+
+    @classmethod
+    def model_not_ready(cls) -> Fault:
+        return cls("ModelNotReadyException", 429, "Model is not ready yet. Try again.")
+
+    @classmethod
+    def throttling(cls) -> Fault:
+        return cls("ThrottlingException", 400, "Rate exceeded")
+
+    @classmethod
+    def service_unavailable(cls) -> Fault:
+        return cls("ServiceUnavailable", 503, "Service is unavailable. Try again.")
+
+    @classmethod
+    def internal_failure(cls) -> Fault:
+        return cls("InternalFailure", 500, "An internal failure occurred.")
+
+    @classmethod
+    def model_error(cls, original_status: int, message: str = "model failed") -> Fault:
+        return cls("ModelError", 424, message, original_status=original_status)
+
+    @classmethod
+    def access_denied(cls) -> Fault:
+        return cls(
+            "AccessDeniedException",
+            400,
+            "User is not authorized to perform: sagemaker:InvokeEndpoint",
+        )
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What one InvokeEndpoint call looked like (for tests and the demo's statistics)."""
+
+    endpoint: str
+    body_bytes: int
+    content_type: str
+    custom_attributes: str | None
+    status: int
+    error_code: str | None
+    seconds: float
+
+
+class _FaultSchedule:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[list] = []  # [fault, remaining_count | None, until | None, endpoint]
+
+    def add(self, fault: Fault, times: int | None, seconds: float | None, endpoint: str | None):
+        if times is None and seconds is None:
+            times = 1
+        until = time.monotonic() + seconds if seconds is not None else None
+        with self._lock:
+            self._entries.append([fault, times, until, endpoint])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def take(self, endpoint: str) -> Fault | None:
+        now = time.monotonic()
+        with self._lock:
+            self._entries = [
+                e
+                for e in self._entries
+                if (e[1] is None or e[1] > 0) and (e[2] is None or e[2] > now)
+            ]
+            for entry in self._entries:
+                if entry[3] is not None and entry[3] != endpoint:
+                    continue
+                if entry[1] is not None:
+                    entry[1] -= 1
+                return entry[0]
+        return None
+
+
+class SageMakerRuntimeServer:
+    """A threaded HTTP server standing in for ``runtime.sagemaker.<region>.amazonaws.com``."""
+
+    def __init__(
+        self,
+        endpoints: Mapping[str, Container],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_workers: int = 1,
+    ) -> None:
+        self.endpoints = dict(endpoints)
+        self._slots = threading.BoundedSemaphore(max_workers)
+        self._faults = _FaultSchedule()
+        self._log_lock = threading.Lock()
+        self.invocations: list[Invocation] = []
+        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> SageMakerRuntimeServer:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="sagemaker-runtime",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self) -> SageMakerRuntimeServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- fault injection -------------------------------------------------------------------
+    def inject_fault(
+        self,
+        fault: Fault,
+        times: int | None = None,
+        seconds: float | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        """Answer ``fault`` to the next ``times`` calls, or to every call for ``seconds``
+        (default: the next call only); ``endpoint`` limits it to one endpoint."""
+        self._faults.add(fault, times, seconds, endpoint)
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def reset_log(self) -> None:
+        with self._log_lock:
+            self.invocations.clear()
+
+    # -- request handling ------------------------------------------------------------------
+    def _record(self, invocation: Invocation) -> None:
+        with self._log_lock:
+            self.invocations.append(invocation)
+
+    def _call_container(
+        self, container: Container, body: bytes, headers: Mapping[str, str]
+    ) -> ContainerResponse:
+        with self._slots:
+            try:
+                return container.invoke(
+                    body,
+                    headers.get("Content-Type") or "application/octet-stream",
+                    headers.get("Accept") or "application/json",
+                    headers.get(CUSTOM_ATTRIBUTES_HEADER),
+                )
+            except Exception as exc:  # a crashing container is the model's 500, not ours
+                return ContainerResponse(500, f"container raised {exc!r}".encode(), "text/plain")
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # quiet: tests and the demo print what matters
+
+            def _read_body(self) -> bytes:
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+
+            def _send(
+                self, status: int, body: bytes, content_type: str, extra: Mapping[str, str] = {}
+            ) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("x-amzn-RequestId", f"local-{time.monotonic_ns()}")
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _send_error(self, fault: Fault, endpoint: str) -> None:
+                payload: dict[str, object] = {"message": fault.message}
+                if fault.original_status is not None:
+                    payload = {
+                        "ErrorCode": "CLIENT_ERROR_FROM_MODEL"
+                        if fault.original_status < 500
+                        else "SERVER_ERROR_FROM_MODEL",
+                        "Message": (
+                            f"Received {'client' if fault.original_status < 500 else 'server'}"
+                            f" error ({fault.original_status}) from primary with message "
+                            f'"{fault.message}". See https://{REGION}.console.aws.amazon.com/'
+                            f"cloudwatch/home?region={REGION}#logEventViewer:group="
+                            f"/aws/sagemaker/Endpoints/{endpoint} in account {ACCOUNT_ID} "
+                            "for more information."
+                        ),
+                        "OriginalStatusCode": fault.original_status,
+                        "OriginalMessage": fault.message,
+                        "LogStreamArn": (
+                            f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:"
+                            f"/aws/sagemaker/Endpoints/{endpoint}"
+                        ),
+                    }
+                self._send(
+                    fault.status,
+                    json.dumps(payload).encode(),
+                    "application/json",
+                    {"x-amzn-ErrorType": f"{fault.code}:http://internal.amazon.com/coral/"},
+                )
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/") == "/ping":
+                    healthy = all(c.ping() for c in server.endpoints.values())
+                    self._send(200 if healthy else 503, b"", "application/json")
+                else:
+                    self._send(404, b"", "text/plain")
+
+            def do_POST(self) -> None:
+                body = self._read_body()
+                path = self.path.split("?", 1)[0]
+                parts = path.strip("/").split("/")
+                if path.rstrip("/") == "/invocations":
+                    # The container contract: what SageMaker itself calls inside the instance.
+                    if not server.endpoints:
+                        self._send(503, b"no model", "text/plain")
+                        return
+                    container = next(iter(server.endpoints.values()))
+                    answer = server._call_container(container, body, self.headers)
+                    self._send(answer.status, answer.body, answer.content_type)
+                    return
+                if len(parts) != 3 or parts[0] != "endpoints" or parts[2] != "invocations":
+                    self._send(404, b"", "text/plain")
+                    return
+                self._invoke_endpoint(unquote(parts[1]), body)
+
+            def _invoke_endpoint(self, name: str, body: bytes) -> None:
+                started = time.perf_counter()
+                content_type = self.headers.get("Content-Type") or "application/octet-stream"
+                attributes = self.headers.get(CUSTOM_ATTRIBUTES_HEADER)
+
+                def record(status: int, code: str | None) -> None:
+                    server._record(
+                        Invocation(
+                            name,
+                            len(body),
+                            content_type,
+                            attributes,
+                            status,
+                            code,
+                            time.perf_counter() - started,
+                        )
+                    )
+
+                container = server.endpoints.get(name)
+                if container is None:
+                    fault = Fault(
+                        "ValidationError",
+                        400,
+                        f"Endpoint {name} of account {ACCOUNT_ID} not found.",
+                    )
+                elif len(body) > MAX_REQUEST_BYTES:
+                    fault = Fault(
+                        "ValidationError",
+                        400,
+                        f"Request body of {len(body)} bytes exceeds the limit of "
+                        f"{MAX_REQUEST_BYTES} bytes.",
+                    )
+                else:
+                    fault = server._faults.take(name)
+                if fault is not None:
+                    if fault.delay_s:
+                        time.sleep(fault.delay_s)
+                    # Logged before answering: a caller that got the answer sees the log entry.
+                    record(fault.status, fault.code)
+                    self._send_error(fault, name)
+                    return
+                answer = server._call_container(container, body, self.headers)
+                if answer.status != 200:
+                    message = answer.body.decode("utf-8", "replace")
+                    record(424, "ModelError")
+                    self._send_error(Fault.model_error(answer.status, message), name)
+                    return
+                extra = {"x-Amzn-Invoked-Production-Variant": "AllTraffic"}
+                record(200, None)
+                self._send(200, answer.body, answer.content_type, extra)
+
+        return Handler

@@ -1,0 +1,95 @@
+"""A burst of uploads against the concurrency cap and a one-worker endpoint: nothing is lost,
+nothing is done twice, and the end-to-end rate is measured."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+
+from local.stack import LocalStack
+from local.uploads import Upload, synthetic_images, upload_all, wait_for_items
+
+BURST = 300
+CONCURRENCY_CAP = 2
+
+
+class ConcurrencyMeter:
+    """Wraps a container and records the most invocations it ever served at once."""
+
+    def __init__(self, inner):
+        import threading
+
+        self._inner = inner
+        self._lock = threading.Lock()
+        self._now = 0
+        self.peak = 0
+        self.calls = 0
+
+    def ping(self) -> bool:
+        return self._inner.ping()
+
+    def invoke(self, *args, **kwargs):
+        with self._lock:
+            self._now += 1
+            self.calls += 1
+            self.peak = max(self.peak, self._now)
+        try:
+            return self._inner.invoke(*args, **kwargs)
+        finally:
+            with self._lock:
+                self._now -= 1
+
+
+@pytest.mark.slow
+def test_a_burst_of_uploads_ends_as_exactly_one_item_each(served_model, tmp_path, capsys):
+    from local.model_container import ToolkitContainer
+
+    container = ConcurrencyMeter(ToolkitContainer(served_model))
+    uploads = [
+        Upload(f"uploads/burst/{i:04d}.jpg", body)
+        for i, body in enumerate(synthetic_images(BURST, size=64, seed=1))
+    ]
+    with LocalStack(
+        None,
+        container=container,
+        parameters={"MaxConcurrency": str(CONCURRENCY_CAP)},
+        endpoint_workers=1,
+        log_dir=tmp_path / "logs",
+    ) as stack:
+        assert stack.facts.function.reserved_concurrency == CONCURRENCY_CAP
+        started = time.perf_counter()
+        upload_all(stack.client("s3"), stack.facts.bucket, uploads, workers=16)
+        uploaded_in = time.perf_counter() - started
+        items = wait_for_items(
+            stack.table(), stack.facts.bucket, [u.key for u in uploads], timeout_s=240
+        )
+        seconds = time.perf_counter() - started
+        assert stack.wait_idle(30)
+        stats = stack.invoker.stats
+        results = list(stack.invoker.results)
+        failures = stack.failure_records()
+        endpoint_calls = [i for i in stack.endpoint.invocations if i.status == 200]
+
+    assert len(items) == BURST, f"{BURST - len(items)} uploads have no item"
+    assert {item["status"] for item in items.values()} == {"PREDICTED"}
+    assert failures == []
+    # Nothing twice: one invocation and one model call per upload (plus S3's test event), and
+    # every item written by a different invocation.
+    assert stats.invocations == BURST + 1 and stats.errors == 0 and stats.retries == 0
+    assert len(endpoint_calls) == BURST == container.calls
+    per_request = Counter(item["request_id"] for item in items.values())
+    assert max(per_request.values()) == 1
+    assert len({r.request_id for r in results}) == len(results)
+    # The caps held: never more sandboxes than reserved, never more than one model call at once.
+    assert stats.max_concurrency_seen == CONCURRENCY_CAP
+    assert container.peak == 1
+
+    rate = BURST / seconds
+    with capsys.disabled():
+        print(
+            f"\nburst: {BURST} uploads → {len(items)} items in {seconds:.1f} s end to end "
+            f"({rate:.1f} uploads/s; uploading took {uploaded_in:.1f} s; "
+            f"concurrency cap {CONCURRENCY_CAP}, endpoint workers 1)"
+        )

@@ -1,0 +1,55 @@
+"""`make demo`'s program, as a user runs it, on the session's trained model (training itself is
+covered by tests/training; here it is skipped with ``--model`` to keep the suite fast)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_the_demo_accounts_for_every_upload_and_ends_with_its_json_line(
+    served_model, tiny_dataset, tmp_path
+):
+    test_images = sorted((tiny_dataset / "test").glob("*/*.jpg"))
+    command = [
+        sys.executable,
+        "-m",
+        "local.demo",
+        "--model",
+        str(served_model),
+        "--data-dir",
+        str(tiny_dataset),
+        "--workdir",
+        str(tmp_path / "demo"),
+    ]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    done = subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240
+    )
+    output = done.stdout.strip().splitlines()
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+    result = json.loads(output[-1])
+    assert result["uploaded"] == len(test_images) + 4  # + zero bytes, text, truncated, odd key
+    assert result["items"] == result["uploaded"]
+    assert result["lost"] == 0 and result["unexpected_status"] == []
+    assert result["failed"] == 3 and result["predicted"] == len(test_images) + 1
+    assert 0.0 <= result["accuracy"] <= 1.0
+    assert {"dataset", "train", "package", "stack", "upload", "results", "total"} <= set(
+        result["seconds"]
+    )
+    # What the user reads above the JSON line: the stages, the table and the summary.
+    text = done.stdout
+    assert "== 6/6 results" in text and "PREDICTED" in text and "FAILED" in text
+    assert "uploads/mon chien café (1)+copie.jpg" in text
+    # Everything it started is gone: the workdir's sandboxes logged and exited.
+    assert (tmp_path / "demo" / "model.tar.gz").is_file()
+    assert list((tmp_path / "demo" / "logs").glob("sandbox-*.log"))

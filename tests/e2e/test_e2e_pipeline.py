@@ -1,0 +1,114 @@
+"""The whole system offline: the real template in moto, the real handler as Lambda runs it, the
+real inference script behind a SageMaker runtime stand-in. A user uploads through the S3 API and
+reads the table."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from boto3.dynamodb.conditions import Key
+
+from local.stack import LocalStack
+from local.uploads import bad_uploads, upload_all, uploads_from_test_split, wait_for_items
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run(served_model, tiny_dataset, tmp_path_factory):
+    """Upload the test split plus the bad files once; the tests read what came of it."""
+    log_dir = tmp_path_factory.mktemp("e2e-logs")
+    with LocalStack(served_model, log_dir=log_dir) as stack:
+        good = uploads_from_test_split(tiny_dataset, "uploads/")
+        uploads = good + bad_uploads(good[0], "uploads/")
+        # A key outside the trigger's prefix: S3 never tells the function about it.
+        stack.client("s3").put_object(
+            Bucket=stack.facts.bucket, Key="elsewhere/ignored.jpg", Body=good[0].body
+        )
+        upload_all(stack.client("s3"), stack.facts.bucket, uploads)
+        items = wait_for_items(stack.table(), stack.facts.bucket, [u.key for u in uploads], 180)
+        assert stack.wait_idle(60)
+        yield stack, uploads, items
+
+
+def test_every_upload_ends_as_exactly_one_item(run):
+    stack, uploads, items = run
+    assert sorted(items) == sorted(u.key for u in uploads)  # nothing more, nothing less
+    assert stack.failure_records() == []
+
+
+def test_bad_files_are_failed_items_with_a_reason_and_images_are_predicted(run):
+    _, uploads, items = run
+    for upload in uploads:
+        item = items[upload.key]
+        assert item["status"] == upload.expect, (upload.key, item)
+        if upload.expect == "FAILED":
+            assert item["error_type"] and item["error_message"]
+            assert "breed" not in item
+    failed = {
+        u.key.rsplit("/", 1)[-1]: items[u.key]["error_type"]
+        for u in uploads
+        if u.expect == "FAILED"
+    }
+    assert set(failed) == {"zero-bytes.jpg", "not-an-image.jpg", "truncated.jpg"}
+
+
+def test_a_key_with_spaces_plus_and_accents_is_classified(run):
+    _, _, items = run
+    item = items["uploads/mon chien café (1)+copie.jpg"]
+    assert item["status"] == "PREDICTED"
+
+
+def test_top1_is_what_the_inference_script_gives_directly(run, served_model):
+    import endpoint_inference
+
+    _, uploads, items = run
+    model = endpoint_inference.model_fn(str(served_model))
+    for upload in uploads:
+        if upload.expect != "PREDICTED":
+            continue
+        direct = endpoint_inference.predict_fn(
+            endpoint_inference.input_fn(upload.body, "image/jpeg"), model
+        )
+        best = direct["predictions"][0]
+        item = items[upload.key]
+        assert item["breed"] == best["breed"], upload.key
+        assert float(item["probability"]) == pytest.approx(best["probability"], abs=1e-4)
+        assert item["model"]["version"] == model.version
+        ranked = [p["breed"] for p in item["top_k"]]
+        assert ranked[0] == item["breed"] and len(ranked) == int(
+            run[0].facts.function.environment["TOP_K"]
+        )
+
+
+def test_the_model_beats_chance_on_the_uploaded_test_images(run):
+    _, uploads, items = run
+    scored = [u for u in uploads if u.true_class]
+    correct = sum(items[u.key].get("breed") == u.true_class for u in scored)
+    assert correct / len(scored) > 0.5  # 4 classes: chance is 0.25
+
+
+def test_users_list_one_breeds_predictions_newest_first_without_a_scan(run):
+    stack, _, items = run
+    breed = next(i["breed"] for i in items.values() if i["status"] == "PREDICTED")
+    page = stack.table().query(
+        IndexName="by_breed",
+        KeyConditionExpression=Key("breed").eq(breed),
+        ScanIndexForward=False,
+    )
+    expected = {k for k, i in items.items() if i.get("breed") == breed}
+    assert {i["key"] for i in page["Items"]} == expected
+    times = [i["predicted_at"] for i in page["Items"]]
+    assert times == sorted(times, reverse=True)
+    assert all(isinstance(i["probability"], Decimal) for i in page["Items"])
+
+
+def test_the_function_ran_as_the_stack_configured_it(run):
+    stack, uploads, _ = run
+    stats = stack.invoker.stats
+    # One invocation per upload plus S3's test event; the key outside the prefix never arrived.
+    assert stats.invocations == len(uploads) + 1 and stats.errors == 0
+    assert stats.max_concurrency_seen <= stack.facts.function.reserved_concurrency
+    assert stack.facts.function.environment["ENDPOINT_NAME"] == stack.endpoint_name
+    assert stack.facts.function.environment["TABLE_NAME"] == stack.facts.table
