@@ -18,7 +18,13 @@ from upload_errors import (
     TransientFailure,
     UploadFailure,
 )
-from upload_events import UploadedObject, is_test_event, is_under_prefix, uploaded_objects
+from upload_events import (
+    UploadedObject,
+    is_folder_marker,
+    is_test_event,
+    is_under_prefix,
+    uploaded_objects,
+)
 from upload_images import fit_request
 from upload_table import failed_item, predicted_item, put_if_newer
 
@@ -223,6 +229,10 @@ def classify_event(
             logger.info(
                 "key outside the upload prefix ignored", extra={"prefix": settings.upload_prefix}
             )
+            summary.skipped.append(obj.key)
+            continue
+        if is_folder_marker(obj.key, obj.size):
+            logger.info("folder marker ignored")
             summary.skipped.append(obj.key)
             continue
         try:

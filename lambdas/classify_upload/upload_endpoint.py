@@ -8,6 +8,7 @@ times, and the classification below sees every error.
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections.abc import Callable
@@ -44,6 +45,11 @@ CONFIGURATION_CODES = frozenset(
 )
 # Model answers (ModelError.OriginalStatusCode) that are about load, not about the input.
 TRANSIENT_MODEL_STATUSES = frozenset({408, 429})
+# What the table keeps from the endpoint's answer is bounded, so a misbehaving model cannot push an
+# item past DynamoDB's limits (400 KB per item, 2048 bytes for the by_breed key) and lose it.
+MAX_BREED_CHARS = 200
+MAX_MODEL_FIELDS = 16
+MAX_MODEL_VALUE_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,30 @@ def parse_prediction(body: bytes, top_k: int) -> Prediction:
         raise PermanentFailure("BadModelResponse", f"unexpected endpoint response: {exc}") from exc
     if not ranked:
         raise PermanentFailure("BadModelResponse", "endpoint returned no predictions")
-    model = payload.get("model") if isinstance(payload.get("model"), dict) else {}
-    return Prediction(ranked[0]["breed"], ranked[0]["probability"], ranked, dict(model))
+    for p in ranked:
+        # NaN/inf cannot be stored (DynamoDB numbers are finite) and mean a broken model anyway.
+        if not math.isfinite(p["probability"]):
+            raise PermanentFailure("BadModelResponse", f"non-finite probability for {p['breed']!r}")
+        if not p["breed"] or len(p["breed"]) > MAX_BREED_CHARS:
+            raise PermanentFailure(
+                "BadModelResponse",
+                f"breed name of {len(p['breed'])} characters: {p['breed'][:80]!r}",
+            )
+    return Prediction(ranked[0]["breed"], ranked[0]["probability"], ranked, model_identity(payload))
+
+
+def model_identity(payload: Any) -> dict[str, str | int | bool]:
+    """The scalar fields of the response's ``model`` object, bounded in number and length."""
+    model = payload.get("model") if isinstance(payload, dict) else None
+    if not isinstance(model, dict):
+        return {}
+    identity: dict[str, str | int | bool] = {}
+    for name, value in list(model.items())[:MAX_MODEL_FIELDS]:
+        if isinstance(value, str):
+            identity[str(name)[:MAX_MODEL_VALUE_CHARS]] = value[:MAX_MODEL_VALUE_CHARS]
+        elif isinstance(value, bool | int) and abs(value) < 10**38:  # DynamoDB's number range
+            identity[str(name)[:MAX_MODEL_VALUE_CHARS]] = value
+    return identity
 
 
 def invoke_endpoint(

@@ -41,6 +41,11 @@ def is_under_prefix(key: str, prefix: str) -> bool:
     return key.startswith(prefix)
 
 
+def is_folder_marker(key: str, size: int) -> bool:
+    """The zero-byte ``name/`` object that the S3 console's "Create folder" writes: no upload."""
+    return key.endswith("/") and size == 0
+
+
 def uploaded_objects(event: dict[str, Any]) -> list[UploadedObject]:
     """Every ``ObjectCreated`` record of an S3 notification, keys decoded with ``unquote_plus``.
 

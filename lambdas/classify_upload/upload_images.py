@@ -8,6 +8,7 @@ image only when it is too big to send, and then must: downscale with the EXIF or
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -20,6 +21,10 @@ MAX_DOWNSCALE_ROUNDS = 12
 # A decompression-bomb guard: above this many pixels Pillow refuses to decode.
 MAX_PIXELS = 200_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# Decoding is what costs memory (3 bytes a pixel, plus a copy or two): a 200-megapixel phone photo
+# would need about 1.8 GB. JPEGs are therefore decoded at 1/2, 1/4 or 1/8 scale where that still
+# leaves at least this many pixels, far more than the model looks at.
+DRAFT_MIN_PIXELS = 12_000_000
 
 
 @dataclass(frozen=True)
@@ -51,9 +56,7 @@ def fit_request(body: bytes, limit: int = MAX_REQUEST_BYTES) -> RequestBody:
 def downscale_jpeg(body: bytes, limit: int = MAX_REQUEST_BYTES) -> bytes:
     """Re-encode as JPEG, EXIF orientation applied, shrinking until the result is <= ``limit``."""
     try:
-        with Image.open(io.BytesIO(body)) as opened:
-            image = ImageOps.exif_transpose(opened)
-            image = image.convert("RGB")
+        image = open_upright(body)
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise PermanentFailure(
             "NotAnImage",
@@ -74,3 +77,13 @@ def downscale_jpeg(body: bytes, limit: int = MAX_REQUEST_BYTES) -> bytes:
         # Bytes scale roughly with pixel count: aim a little under the limit.
         scale *= min(0.9, (limit / len(encoded)) ** 0.5 * 0.95)
     raise PermanentFailure("ImageTooLarge", f"could not bring {len(body)} bytes under {limit}")
+
+
+def open_upright(body: bytes) -> Image.Image:
+    """Decode to RGB with the EXIF orientation applied; big JPEGs at a reduced scale."""
+    with Image.open(io.BytesIO(body)) as opened:
+        pixels = opened.width * opened.height
+        if opened.format == "JPEG" and pixels > DRAFT_MIN_PIXELS:
+            scale = math.sqrt(DRAFT_MIN_PIXELS / pixels)
+            opened.draft("RGB", (math.ceil(opened.width * scale), math.ceil(opened.height * scale)))
+        return ImageOps.exif_transpose(opened).convert("RGB")

@@ -4,6 +4,27 @@ Keys: ``bucket`` (HASH) and ``key`` (RANGE). GSI ``by_breed``: ``breed`` (HASH) 
 ``predicted_at`` (RANGE, ISO-8601 UTC, so newest first with ``ScanIndexForward=False``). The GSI is
 sparse: ``FAILED`` items carry no ``breed``. ``sequencer`` is the event's sequencer right-padded to
 a fixed width, so DynamoDB's string comparison orders events of one key.
+
+Every item (``_common``):
+    bucket, key          the uploaded object (key decoded)
+    status               ``PREDICTED`` or ``FAILED``
+    etag, version_id, size, sequencer, event_time
+                         the object's identity as the S3 event gave it (``version_id`` only
+                         when the bucket is versioned, which the template's bucket is)
+    endpoint_name        the SageMaker endpoint asked
+    request_id           the Lambda request that wrote the item
+    predicted_at         when the item was written (also on ``FAILED`` items)
+    timings_ms           milliseconds per step: get_object, downscale, invoke_endpoint, total
+``PREDICTED`` items add:
+    breed, probability   the best breed and its probability
+    top_k                ``[{breed, probability}]``, best first, ``TopK`` entries at most
+    model                the model's identity from the endpoint's answer (name, version, ...)
+    downscaled           whether the image was shrunk to fit the endpoint's 6 MiB limit
+    attempts             endpoint calls it took (more than 1: transient errors were retried)
+``FAILED`` items add:
+    error_type           a short stable code (``EmptyObject``, ``ObjectNotFound``,
+                         ``ModelRejected400``, ``NotAnImage``, ``BadModelResponse``, ...)
+    error_message        why, at most ``MAX_ERROR_MESSAGE`` characters
 """
 
 from __future__ import annotations
@@ -116,8 +137,17 @@ def failed_item(
         timings_ms=timings_ms,
         predicted_at=predicted_at or utc_now_iso(),
     )
-    item.update(error_type=error_type, error_message=error_message[:MAX_ERROR_MESSAGE])
+    item.update(error_type=error_type, error_message=bounded_message(error_message))
     return item
+
+
+def bounded_message(message: str, limit: int = MAX_ERROR_MESSAGE) -> str:
+    """At most ``limit`` characters: a model's or service's message can be arbitrarily long, and an
+    item over DynamoDB's 400 KB would be rejected, leaving the object with no item at all."""
+    if len(message) <= limit:
+        return message
+    marker = f"... [{len(message)} characters, truncated]"
+    return message[: limit - len(marker)] + marker
 
 
 def put_if_newer(table: Any, item: dict[str, Any]) -> bool:

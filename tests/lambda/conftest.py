@@ -19,6 +19,7 @@ from urllib.parse import quote_plus
 
 import boto3
 import pytest
+from aws_lambda_powertools import Logger
 from moto.server import ThreadedMotoServer
 from PIL import Image
 
@@ -35,6 +36,9 @@ BREEDS = ["Labrador_retriever", "Beagle", "Poodle", "Dachshund", "Boxer"]
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DogBreeds")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "classify_upload")
+# The modules' child loggers need their parent, which app.py creates on Lambda; tests that call the
+# modules without importing app (tests/lambda/test_upload_units.py run alone) get it from here.
+Logger()
 
 
 @dataclass

@@ -7,15 +7,19 @@ deployed function's environment, and the endpoint answers over HTTP through boto
 from __future__ import annotations
 
 import io
+import json
 import re
+import time
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
+from upload_endpoint import MAX_MODEL_FIELDS, MAX_MODEL_VALUE_CHARS
 from upload_errors import InvocationFailed
 from upload_images import MAX_REQUEST_BYTES
+from upload_table import MAX_ERROR_MESSAGE
 
 from local.sagemaker_runtime import ContainerResponse, Fault
 
@@ -394,3 +398,121 @@ def test_each_uploaded_object_ends_as_exactly_one_item(upload, invoke, table, un
     items = items_under(table, unique_prefix)
     assert sorted(i["key"] for i in items) == sorted(r["s3"]["object"]["key"] for r in records)
     assert all(i["status"] == "PREDICTED" for i in items)
+
+
+def _answer(payload: dict[str, Any]) -> ContainerResponse:
+    return ContainerResponse(200, json.dumps(payload).encode())
+
+
+def test_a_huge_rejection_message_is_stored_bounded(
+    upload, invoke, table, stack, container, unique_prefix, jpeg
+):
+    body = jpeg(color=(7, 7, 7))
+    container.script[body] = ContainerResponse(400, b"bad input: " + b"x" * 300_000, "text/plain")
+    key = f"{unique_prefix}dog.jpg"
+
+    result = invoke({"Records": [upload(key, body)]})
+
+    item = item_for(table, stack.bucket_name, key)
+    assert result["failed"] == 1 and item["error_type"] == "ModelRejected400"
+    assert item["error_message"].startswith("bad input: xxx")
+    assert len(item["error_message"]) <= MAX_ERROR_MESSAGE
+    assert item["error_message"].endswith("characters, truncated]")
+
+
+@pytest.mark.parametrize(
+    "prediction",
+    [
+        {"breed": "Beagle", "probability": float("nan")},
+        {"breed": "Beagle", "probability": float("inf")},
+        {"breed": "B" * 3000, "probability": 0.9},  # over DynamoDB's 2048-byte index key
+        {"breed": "", "probability": 0.9},  # an empty index key is rejected too
+    ],
+    ids=["nan", "inf", "long-breed", "empty-breed"],
+)
+def test_an_answer_the_table_cannot_hold_is_a_failed_item_not_a_lost_upload(
+    prediction, upload, invoke, table, stack, container, runtime, unique_prefix, jpeg
+):
+    body = jpeg(color=(8, 8, 8))
+    container.script[body] = _answer({"predictions": [prediction]})
+    key = f"{unique_prefix}dog.jpg"
+
+    result = invoke({"Records": [upload(key, body)]})
+
+    item = item_for(table, stack.bucket_name, key)
+    assert result["failed"] == 1 and result["retry_later"] == []
+    assert item["status"] == "FAILED" and item["error_type"] == "BadModelResponse"
+    assert len(runtime.invocations) == 1  # a broken answer is not retried
+
+
+def test_a_huge_model_identity_is_kept_bounded(
+    upload, invoke, table, stack, container, unique_prefix, jpeg
+):
+    body = jpeg(color=(9, 9, 9))
+    model = {"name": "resnet50", "notes": "n" * 500_000, "extra": {"nested": True}}
+    model |= {f"field{n}": n for n in range(100)}
+    container.script[body] = _answer(
+        {"predictions": [{"breed": "Beagle", "probability": 0.9}], "model": model}
+    )
+    key = f"{unique_prefix}dog.jpg"
+
+    result = invoke({"Records": [upload(key, body)]})
+
+    item = item_for(table, stack.bucket_name, key)
+    assert result["predicted"] == 1
+    assert item["model"]["name"] == "resnet50"
+    assert len(item["model"]["notes"]) == MAX_MODEL_VALUE_CHARS
+    assert "extra" not in item["model"] and len(item["model"]) <= MAX_MODEL_FIELDS
+
+
+def test_a_missing_table_fails_the_invocation_and_blames_no_image(
+    upload, invoke, unique_prefix, jpeg, app_module, monkeypatch
+):
+    from dataclasses import replace
+
+    monkeypatch.setattr(
+        app_module, "SETTINGS", replace(app_module.SETTINGS, table_name="no-such-table")
+    )
+    app_module.get_clients.cache_clear()
+    try:
+        with pytest.raises(InvocationFailed, match="ResourceNotFoundException"):
+            invoke({"Records": [upload(f"{unique_prefix}dog.jpg", jpeg())]})
+    finally:
+        app_module.get_clients.cache_clear()
+
+
+def test_predictions_for_one_breed_are_listed_newest_first_without_a_scan(
+    upload, invoke, table, container, unique_prefix, jpeg
+):
+    breed = f"Breed_{unique_prefix.split('/')[1]}"
+    keys = []
+    for n in range(3):
+        body = jpeg(color=(n * 40, 90, 90))
+        container.script[body] = _answer({"predictions": [{"breed": breed, "probability": 0.8}]})
+        keys.append(f"{unique_prefix}{n}.jpg")
+        invoke({"Records": [upload(keys[-1], body)]})
+        time.sleep(0.005)  # predicted_at has millisecond resolution
+
+    page = table.query(
+        IndexName="by_breed",
+        KeyConditionExpression="breed = :b",
+        ExpressionAttributeValues={":b": breed},
+        ScanIndexForward=False,
+    )["Items"]
+
+    assert [i["key"] for i in page] == keys[::-1]
+    assert [i["predicted_at"] for i in page] == sorted(
+        (i["predicted_at"] for i in page), reverse=True
+    )
+
+
+def test_a_console_folder_marker_gets_no_item(
+    upload, invoke, table, stack, container, unique_prefix
+):
+    record = upload(unique_prefix, b"")  # what "Create folder" in the S3 console writes
+
+    result = invoke({"Records": [record]})
+
+    assert result["skipped"] == [unique_prefix]
+    assert item_for(table, stack.bucket_name, unique_prefix) is None
+    assert container.calls == []

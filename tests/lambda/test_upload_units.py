@@ -8,24 +8,38 @@ from typing import Any
 
 import numpy as np
 import pytest
+import upload_images
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from PIL import Image
 from upload_classify import Settings, classify_storage_error
 from upload_endpoint import (
+    MAX_MODEL_VALUE_CHARS,
+    Prediction,
     RetryPolicy,
     classify_endpoint_error,
     invoke_endpoint,
+    model_identity,
     parse_prediction,
 )
 from upload_errors import ConfigurationFailure, PermanentFailure, TransientFailure
 from upload_events import (
     SEQUENCER_WIDTH,
+    UploadedObject,
+    is_folder_marker,
     is_test_event,
     is_under_prefix,
     pad_sequencer,
     uploaded_objects,
 )
 from upload_images import downscale_jpeg, fit_request, sniff_content_type
+from upload_table import (
+    MAX_ERROR_MESSAGE,
+    STATUS_FAILED,
+    STATUS_PREDICTED,
+    bounded_message,
+    failed_item,
+    predicted_item,
+)
 
 
 def client_error(code: str, status: int, **extra: Any) -> ClientError:
@@ -332,3 +346,89 @@ def test_an_unexpected_error_keeps_the_event_and_spares_the_other_records():
     )
     assert [key for key, _ in summary.retry_later] == ["uploads/boom.jpg"]
     assert [(i["key"], i["status"]) for i in table.items] == [("uploads/empty.jpg", "FAILED")]
+
+
+def test_console_folder_markers_are_recognised():
+    assert is_folder_marker("uploads/", 0)
+    assert is_folder_marker("uploads/2026/", 0)
+    assert not is_folder_marker("uploads/dog.jpg", 0)  # an empty upload: a FAILED item
+
+
+def test_big_jpegs_are_decoded_at_a_reduced_scale_and_upright(monkeypatch):
+    pixels = np.zeros((1600, 2400, 3), dtype=np.uint8)
+    pixels[:200, :200] = (255, 0, 0)  # stored top-left; upright (EXIF 6) it is top-right
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG", exif=exif)
+    monkeypatch.setattr(upload_images, "DRAFT_MIN_PIXELS", 900_000)
+
+    image = upload_images.open_upright(out.getvalue())
+
+    assert image.size == (800, 1200)  # decoded at 1/2 scale, then rotated
+    assert image.width * image.height >= 900_000
+    assert image.getpixel((image.width - 10, 10))[0] > 200
+
+
+# -- the table item --------------------------------------------------------------------------------
+
+COMMON_ATTRIBUTES = {
+    "bucket",
+    "key",
+    "status",
+    "etag",
+    "version_id",
+    "size",
+    "sequencer",
+    "event_time",
+    "endpoint_name",
+    "request_id",
+    "predicted_at",
+    "timings_ms",
+}
+
+
+def _object() -> UploadedObject:
+    return UploadedObject(
+        "b", "uploads/a.jpg", 10, "etag", "v1", pad_sequencer("0A"), "2026-11-25T03:00:00.000Z", "x"
+    )
+
+
+def test_items_hold_every_attribute_of_the_table_contract():
+    prediction = Prediction("Beagle", 0.9, [{"breed": "Beagle", "probability": 0.9}], {"n": "m"})
+    predicted = predicted_item(
+        _object(), prediction, endpoint_name="ep", request_id="r", timings_ms={"total": 1.0}
+    )
+    failed = failed_item(
+        _object(),
+        error_type="EmptyObject",
+        error_message="zero bytes",
+        endpoint_name="ep",
+        request_id="r",
+        timings_ms={"total": 1.0},
+    )
+    assert set(predicted) == COMMON_ATTRIBUTES | {
+        "breed",
+        "probability",
+        "top_k",
+        "model",
+        "downscaled",
+        "attempts",
+    }
+    assert set(failed) == COMMON_ATTRIBUTES | {"error_type", "error_message"}
+    assert predicted["status"] == STATUS_PREDICTED and failed["status"] == STATUS_FAILED
+
+
+def test_error_messages_are_bounded_and_say_so():
+    assert bounded_message("short") == "short"
+    long = bounded_message("x" * 100_000)
+    assert len(long) == MAX_ERROR_MESSAGE
+    assert long.endswith("[100000 characters, truncated]")
+
+
+def test_model_identity_keeps_short_scalars_only():
+    identity = model_identity(
+        {"model": {"name": "r" * 1000, "epochs": 8, "ok": True, "sizes": [1], "f": 0.5}}
+    )
+    assert identity == {"name": "r" * MAX_MODEL_VALUE_CHARS, "epochs": 8, "ok": True}
+    assert model_identity({"model": "resnet"}) == {}

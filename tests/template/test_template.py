@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import io
 import json
 import subprocess
@@ -167,6 +168,8 @@ def test_role_grants_exactly_what_the_function_needs(deployed, aws):
                 ("s3:GetObject", "s3:GetObjectVersion"),
                 (f"arn:aws:s3:::{deployed.bucket_name}/incoming/photos/*",),
             ),
+            # So that a deleted upload reads as 404 NoSuchKey, not 403 (see the template).
+            ("Allow", ("s3:ListBucket",), (f"arn:aws:s3:::{deployed.bucket_name}",)),
             ("Allow", ("dynamodb:PutItem",), (table_arn,)),
             (
                 "Allow",
@@ -190,6 +193,19 @@ def test_role_managed_policies_are_logging_and_tracing_only(translated):
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
         "Service": ["lambda.amazonaws.com"]
     }
+    # What those AWS-managed policies grant (moto ships a copy of their documents): named actions
+    # only, for logs and X-Ray; "*" as resource because neither service scopes these actions.
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+    documents = json.loads(aws_managed_policies_data)
+    granted = set()
+    for arn in role["ManagedPolicyArns"]:
+        for statement in documents[arn.rsplit("/", 1)[1]]["Document"]["Statement"]:
+            assert statement["Effect"] == "Allow" and "Condition" not in statement
+            granted |= set(statement["Action"])
+    assert all("*" not in action for action in granted)
+    assert {action.split(":")[0] for action in granted} == {"logs", "xray"}
+    assert not {a for a in granted if not a.startswith(("logs:Create", "logs:Put", "xray:"))}
 
 
 def test_the_upload_trigger_is_object_created_under_the_prefix(translated):
@@ -265,6 +281,10 @@ def test_alarms_watch_function_errors_and_the_failure_queue(translated):
         assert alarm["Threshold"] == 1
         assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
         assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    # CloudWatch cannot use the AWS-managed SNS key (its key policy admits no service principal):
+    # a topic encrypted with it swallows every alarm notification.
+    topic = translated["Resources"]["AlarmTopic"]["Properties"]
+    assert topic.get("KmsMasterKeyId") in (None, {"Ref": "AWS::NoValue"})
 
 
 # -- what sam build packs, what sam deploy reads, what sam local invoke sends ---------------------
@@ -276,9 +296,14 @@ def test_the_code_package_holds_the_handler_and_its_modules_only():
     assert {"app.py", "requirements.txt", "upload_classify.py", "upload_table.py"} <= names
     assert all(n == "app.py" or n == "requirements.txt" or n.startswith("upload_") for n in names)
     requirements = (REPO_ROOT / "lambdas/classify_upload/requirements.txt").read_text()
-    pins = [line for line in requirements.splitlines() if line and not line.startswith("#")]
-    assert pins and all("==" in pin for pin in pins)
-    assert not any(pin.startswith("boto3") for pin in pins)  # the runtime provides it
+    pins = dict(
+        line.split("==") for line in requirements.splitlines() if line and not line.startswith("#")
+    )
+    assert pins and all(pins.values())
+    # Powertools' tracer extra packs botocore (through aws-xray-sdk): boto3 is packed beside it,
+    # at the version the tests run, not left to whatever boto3 the runtime has.
+    assert "aws-lambda-powertools[tracer]" in pins
+    assert pins["boto3"] == importlib.metadata.version("boto3")
 
 
 def test_samconfig_names_the_stack_and_capabilities():
