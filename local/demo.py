@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """The demo's stages; returns the final summary (without printing it)."""
     import shlex
 
-    from local.stack import LocalStack
+    from local.stack import LocalStack, wait_for_interrupt
     from local.uploads import (
         bad_uploads,
         format_table,
@@ -274,8 +274,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             say("\n" + "\n".join(stack.cli_lines(good[0].true_class or "Some_breed")))
             say("\nStack left running (--keep-running). Ctrl-C to stop.")
             try:
-                while True:
-                    time.sleep(3600)
+                wait_for_interrupt()
             except KeyboardInterrupt:
                 say("\nstopping")
     return {

@@ -363,7 +363,8 @@ class LocalStack:
 
     def cli_lines(self, example_breed: str = "Some_breed") -> list[str]:
         assert self.facts is not None
-        aws = f"aws --endpoint-url {self.moto_url}"
+        cli = aws_cli()
+        aws = f"{cli} --endpoint-url {self.moto_url}"
         bucket, table = self.facts.bucket, self.facts.table
         prefix = self.facts.function.environment.get("UPLOAD_PREFIX", "uploads/")
         key = json.dumps({"bucket": {"S": bucket}, "key": {"S": f"{prefix}my_dog.jpg"}})
@@ -398,7 +399,7 @@ class LocalStack:
         lines += [
             "",
             "# the endpoint directly (SageMaker runtime API)",
-            f"aws --endpoint-url {self.endpoint_url} sagemaker-runtime invoke-endpoint "
+            f"{cli} --endpoint-url {self.endpoint_url} sagemaker-runtime invoke-endpoint "
             f"--endpoint-name {self.endpoint_name} --content-type image/jpeg "
             f"--body fileb://my_dog.jpg /dev/stdout",
         ]
@@ -421,6 +422,22 @@ class LocalStack:
                 "EventInvokeConfig): " + ", ".join(sorted(set(self.facts.template_only.values()))),
             ]
         )
+
+
+def aws_cli() -> str:
+    """The AWS CLI that ``make install`` put next to this interpreter, else ``aws`` on PATH."""
+    bundled = Path(sys.executable).parent / "aws"
+    return shlex.quote(str(bundled)) if bundled.is_file() else "aws"
+
+
+def wait_for_interrupt() -> None:
+    """Block until Ctrl-C or SIGTERM (``terminate_on_sigterm``) raises KeyboardInterrupt.
+
+    Short sleeps, not one long one: the kernel may deliver the signal to any of the stack's
+    threads, and only the main thread runs Python's handler, when it next wakes up.
+    """
+    while True:
+        time.sleep(0.5)
 
 
 @contextlib.contextmanager
@@ -466,8 +483,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"function logs: {log_dir}/sandbox-*.log\n")
                 print("\n".join(stack.cli_lines(classes[0] if classes else "Some_breed")))
                 print("\nRunning. Ctrl-C to stop.", flush=True)
-                while True:
-                    time.sleep(3600)
+                wait_for_interrupt()
         except KeyboardInterrupt:
             print("\nstopped", file=sys.stderr)
     return 0

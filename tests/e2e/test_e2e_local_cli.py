@@ -1,0 +1,129 @@
+"""`make local`, as a user runs it: the stack starts, prints copy-paste AWS CLI lines, and those
+lines (run unchanged through a shell, with the venv's AWS CLI) upload an image and read its
+prediction back. Ctrl-C stops everything and frees the ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+READY = "Running. Ctrl-C to stop."
+
+pytestmark = pytest.mark.slow
+
+
+def _start(served_model: Path, workdir: Path) -> tuple[subprocess.Popen, list[str]]:
+    command = [sys.executable, "-m", "local.stack", "--model", str(served_model)]
+    command += ["--workdir", str(workdir)]
+    proc = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if line.strip() == READY:
+            return proc, lines
+    proc.kill()
+    raise AssertionError("the stack never said it was running:\n" + "\n".join(lines))
+
+
+def _command_after(lines: list[str], comment: str) -> str:
+    """The command printed on the line after ``# <comment>``."""
+    index = lines.index(f"# {comment}")
+    return lines[index + 1]
+
+
+def _shell(command: str, cwd: Path, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        command, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def _port_open(url: str) -> bool:
+    host, port = re.match(r"https?://([^:/]+):(\d+)", url).groups()
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, int(port))) == 0
+
+
+def test_make_local_prints_cli_lines_that_work_as_written(served_model, tiny_dataset, tmp_path):
+    classes = json.loads((served_model / "classes.json").read_text())
+    # An image of the breed the printed query asks for (the first class), named as the lines say.
+    first_class_dir = sorted((tiny_dataset / "test").iterdir())[0]
+    shutil.copy(sorted(first_class_dir.glob("*.jpg"))[0], tmp_path / "my_dog.jpg")
+
+    proc, lines = _start(served_model, tmp_path / "local")
+    try:
+        exports = [line for line in lines if line.startswith("export ")]
+        env = dict(os.environ)
+        for line in exports:
+            name, value = line.removeprefix("export ").split("=", 1)
+            env[name] = value
+        # Nothing of the test's own AWS configuration may leak into what the user runs.
+        for name in [n for n in env if n.startswith("AWS_ENDPOINT_URL")]:
+            del env[name]
+        upload = _command_after(lines, "upload an image: the function classifies it")
+        assert shlex.split(upload)[0].endswith("aws")
+        _shell(upload, tmp_path, env)
+
+        get_item = _command_after(lines, "its prediction")
+        item = {}
+        deadline = time.monotonic() + 60
+        while not item and time.monotonic() < deadline:
+            item = json.loads(_shell(get_item, tmp_path, env) or "{}").get("Item", {})
+            time.sleep(0.5)
+        assert item["status"]["S"] == "PREDICTED", item
+        breed = item["breed"]["S"]
+        assert breed in classes
+
+        query = _command_after(
+            lines, "every upload predicted as one breed, newest first (GSI, no scan)"
+        )
+        assert json.dumps({":b": {"S": classes[0]}}) in query
+        found = json.loads(_shell(query, tmp_path, env))["Items"]
+        expected = {"uploads/my_dog.jpg"} if breed == classes[0] else set()
+        assert {i["key"]["S"] for i in found} == expected
+
+        scan = _command_after(lines, "everything in the table")
+        assert [i["key"]["S"] for i in json.loads(_shell(scan, tmp_path, env))["Items"]] == [
+            "uploads/my_dog.jpg"
+        ]
+
+        invoke = _command_after(lines, "the endpoint directly (SageMaker runtime API)")
+        answer = _shell(invoke, tmp_path, env)
+        assert f'"breed": "{breed}"' in answer or f'"breed":"{breed}"' in answer, answer
+        urls = re.findall(r"--endpoint-url (\S+)", "\n".join(lines))
+        assert urls and all(_port_open(url) for url in urls)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rest, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # leave no stack behind; the assertion below reports it
+            rest = proc.communicate()[0] + "\n(did not stop within 60 s of Ctrl-C)"
+    assert proc.returncode == 0, rest
+    assert "stopped" in rest
+    assert not any(_port_open(url) for url in set(urls))
