@@ -7,19 +7,27 @@ STAMP := $(VENV)/.installed
 CHECKOV_VENV := $(VENV)/tools/checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 CHECKOV_VERSION := 3.3.30
+# The SAM CLI, like checkov, pins many packages of its own: a venv of its own.
+SAM_VENV := $(VENV)/tools/sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_VERSION := 1.170.0
+# `sam build` packs the function with the runtime's interpreter (python3.12) and looks for it on
+# PATH; pyenv installs count too, even when its shim is not active.
+PY312 := $(firstword $(foreach p,$(shell command -v python3.12) $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3.12),$(shell $(p) -c 'import sys; print(sys.executable)' 2>/dev/null)))
 REQUIREMENTS := requirements/dev.txt lambdas/classify_upload/requirements.txt \
 	training/requirements.txt training/requirements-serving.txt
 
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install test lint format demo local bench clean
+.PHONY: help install test lint format demo local bench validate build deploy clean
 
 help:
 	@echo "make demo    train a small model, run the whole system offline, print the results"
 	@echo "make local   start the offline stack and leave it running"
 	@echo "make test    lint, then the test suite (installs into .venv first)"
 	@echo "make bench   CPU serving benchmark: eager PyTorch vs the served path (JSON)"
+	@echo "make deploy  sam build + sam deploy --guided (the SAM CLI goes into .venv/tools/sam)"
 
 install: $(STAMP) $(CHECKOV)
 
@@ -34,6 +42,20 @@ $(STAMP): $(REQUIREMENTS)
 $(CHECKOV):
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+
+$(SAM):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet aws-sam-cli==$(SAM_VERSION)
+
+validate: $(SAM)
+	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint
+
+build: $(SAM)
+	@test -n "$(PY312)" || { echo "sam build needs python3.12 (the function's runtime) on PATH" >&2; exit 2; }
+	PATH="$(dir $(PY312)):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM) build
+
+deploy: build
+	SAM_CLI_TELEMETRY=0 $(SAM) deploy --guided
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -56,4 +78,4 @@ bench: $(STAMP)
 	$(PY) tests/benchmarks/bench_serving.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache runs
+	rm -rf $(VENV) .pytest_cache .ruff_cache .aws-sam runs
