@@ -6,6 +6,8 @@ folders' sorted order (the same order in every split, checked).
 
 from __future__ import annotations
 
+import io
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -23,6 +25,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})
 _PREFIX = re.compile(r"^\d+[._-]")
+JPEG_END = b"\xff\xd9"  # the end-of-image marker
+
+log = logging.getLogger(__name__)
+
+
+class DatasetError(ValueError):
+    """The data folder is not in the dogImages layout: a user's fix, not a bug."""
 
 
 def class_name(folder_name: str) -> str:
@@ -33,7 +42,7 @@ def class_name(folder_name: str) -> str:
 def class_folders(split_dir: Path) -> list[str]:
     folders = sorted(p.name for p in Path(split_dir).iterdir() if p.is_dir())
     if not folders:
-        raise FileNotFoundError(f"no class folders in {split_dir}")
+        raise DatasetError(f"no class folders in {split_dir}")
     return folders
 
 
@@ -51,20 +60,37 @@ class ImageFolderDataset(Dataset):
                 if path.suffix.lower() in IMAGE_SUFFIXES:
                     self.samples.append((path, index))
         if not self.samples:
-            raise FileNotFoundError(f"no images under {split_dir}")
+            raise DatasetError(f"no images under {split_dir}")
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
-        with Image.open(path) as image:
-            image = image_decode.to_rgb(image)
-            return self.transform(image), label
+        with open_dataset_image(path) as image:
+            return self.transform(image_decode.to_upright_rgb(image)), label
 
     @property
     def targets(self) -> list[int]:
         return [label for _, label in self.samples]
+
+
+def open_dataset_image(path: Path) -> Image.Image:
+    """A dataset file, loaded. A JPEG cut short (dogImages holds some) is decoded as far as its
+    data goes, as Pillow's LOAD_TRUNCATED_IMAGES would, but without flipping that process-wide
+    switch: the endpoint relies on it being off to reject truncated uploads."""
+    image = Image.open(path)
+    try:
+        image.load()
+        return image
+    except OSError as exc:
+        image.close()
+        if "truncated" not in str(exc) or image.format not in ("JPEG", "MPO"):
+            raise OSError(f"{path}: {exc}") from exc
+    log.warning("%s is truncated: training on the part that is there", path)
+    image = Image.open(io.BytesIO(Path(path).read_bytes() + JPEG_END))
+    image.load()
+    return image
 
 
 def train_transform(image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD):
@@ -100,7 +126,7 @@ def load_splits(data_dir: Path, image_size: int) -> DataSplits:
     data_dir = Path(data_dir)
     missing = [s for s in SPLITS if not (data_dir / s).is_dir()]
     if missing:
-        raise FileNotFoundError(
+        raise DatasetError(
             f"{data_dir} lacks {', '.join(missing)}: "
             "expected train/ valid/ test/, each with NNN.Name/ folders"
         )
@@ -108,7 +134,7 @@ def load_splits(data_dir: Path, image_size: int) -> DataSplits:
     for split in ("valid", "test"):
         extra = set(class_folders(data_dir / split)) - set(folders)
         if extra:
-            raise ValueError(f"{split}/ has classes that train/ lacks: {sorted(extra)}")
+            raise DatasetError(f"{split}/ has classes that train/ lacks: {sorted(extra)}")
     return DataSplits(
         classes=[class_name(f) for f in folders],
         train=ImageFolderDataset(data_dir / "train", folders, train_transform(image_size)),

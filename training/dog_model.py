@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import urlparse
+
 import torch
 from torch import nn
 from torchvision import models
@@ -17,6 +20,37 @@ ARCHITECTURE = "resnet50"
 FEATURES = 2048  # ResNet50's pooled feature width
 # Residual stages from the top down: unfreeze_stages=N unfreezes the first N of these.
 STAGES = ("layer4", "layer3", "layer2", "layer1")
+IMAGENET_WEIGHTS = models.ResNet50_Weights.IMAGENET1K_V2
+
+
+class PretrainedWeightsUnavailable(RuntimeError):
+    """torchvision could not download or read the ImageNet weights (offline, blocked, corrupt)."""
+
+
+def cached_weights_path(weights: models.WeightsEnum = IMAGENET_WEIGHTS) -> Path:
+    """Where torchvision keeps (and first looks for) downloaded weights: $TORCH_HOME/hub/..."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+
+
+def _resnet50(weights: models.WeightsEnum | None) -> nn.Module:
+    try:
+        return models.resnet50(weights=weights)
+    except Exception as exc:
+        if weights is None:
+            raise
+        cached = cached_weights_path(weights)
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        if cached.is_file():
+            problem = f"cannot read the cached ImageNet weights {cached} ({reason}): delete it"
+        else:
+            problem = (
+                f"cannot download the ImageNet weights {weights} from {weights.url} "
+                f"to {cached} ({reason}): allow that download or put the file there"
+            )
+        # One line for the user (train.py prints it); the cause stays chained for debugging.
+        raise PretrainedWeightsUnavailable(
+            f"{problem}, or train from random init with --pretrained false"
+        ) from exc
 
 
 class DogBreedNet(nn.Module):
@@ -26,7 +60,7 @@ class DogBreedNet(nn.Module):
         self, num_classes: int, hidden_size: int = 256, dropout: float = 0.3, weights=None
     ):
         super().__init__()
-        self.backbone = models.resnet50(weights=weights)
+        self.backbone = _resnet50(weights)
         self.backbone.fc = nn.Sequential(
             nn.Linear(FEATURES, hidden_size),
             nn.ReLU(inplace=True),
@@ -49,12 +83,16 @@ class DogBreedNet(nn.Module):
         return self
 
 
+def check_unfreeze_stages(unfreeze_stages: int) -> None:
+    if not 0 <= unfreeze_stages <= len(STAGES):
+        raise ValueError(f"unfreeze_stages must be 0..{len(STAGES)}, got {unfreeze_stages}")
+
+
 def configure_trainable(
     model: DogBreedNet, freeze_backbone: bool, unfreeze_stages: int = 0
 ) -> None:
     """Freeze the backbone (head and the top ``unfreeze_stages`` stages stay trainable) or not."""
-    if not 0 <= unfreeze_stages <= len(STAGES):
-        raise ValueError(f"unfreeze_stages must be 0..{len(STAGES)}, got {unfreeze_stages}")
+    check_unfreeze_stages(unfreeze_stages)
     for param in model.backbone.parameters():
         param.requires_grad = not freeze_backbone
     if freeze_backbone:
@@ -75,9 +113,10 @@ def build_model(
     pretrained: bool = False,
     unfreeze_stages: int = 0,
 ) -> DogBreedNet:
-    """The network for training (``pretrained`` downloads ImageNet weights) or for serving
-    (``pretrained=False``, then load a state_dict)."""
-    weights = models.ResNet50_Weights.IMAGENET1K_V2 if pretrained else None
+    """The network for training (``pretrained`` downloads ImageNet weights, or raises
+    PretrainedWeightsUnavailable) or for serving (``pretrained=False``, then load a state_dict)."""
+    check_unfreeze_stages(unfreeze_stages)  # before a 100 MB download, not after
+    weights = IMAGENET_WEIGHTS if pretrained else None
     model = DogBreedNet(num_classes, hidden_size, dropout, weights=weights)
     configure_trainable(model, freeze_backbone=pretrained, unfreeze_stages=unfreeze_stages)
     return model

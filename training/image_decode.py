@@ -78,8 +78,7 @@ def decode_image(data: bytes, resize_size: int | None = None) -> Image.Image:
             if resize_size:
                 fast_preprocess.draft_for_resize(image, resize_size)
             image.load()
-            image = _upright(image)
-            return to_rgb(image)
+            return to_upright_rgb(image)
         except BadImage:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -87,6 +86,12 @@ def decode_image(data: bytes, resize_size: int | None = None) -> Image.Image:
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             # e.g. "image file is truncated", "broken data stream"
             raise BadImage(400, f"image data is corrupt or truncated: {exc}") from exc
+
+
+def to_upright_rgb(image: Image.Image) -> Image.Image:
+    """A loaded image as the model sees it: EXIF orientation applied, then 8-bit RGB. Training
+    (dog_data) and the endpoint both call this, so neither sees a photo the other way up."""
+    return to_rgb(_upright(image))
 
 
 def _upright(image: Image.Image) -> Image.Image:

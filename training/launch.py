@@ -5,7 +5,8 @@
 Configuration: --region (AWS_REGION / AWS_DEFAULT_REGION), --bucket (SAGEMAKER_BUCKET, else the
 SDK's default bucket sagemaker-{region}-{account}), --role (SAGEMAKER_ROLE_ARN), --prefix (the S3
 key prefix of everything this project writes). Stages hand each other their results through
-runs/ (best_hyperparameters.json, training_job.json). See /work/team/README_launchers.md.
+runs/ (best_hyperparameters.json, training_job.json). A walk-through of all seven stages: the
+README's section "Train and deploy on SageMaker".
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def _hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", type=int)
     group.add_argument("--hidden-size", "--hidden_size", dest="hidden_size", type=int)
     group.add_argument("--dropout", type=float)
-    group.add_argument("--pretrained", type=_bool)
+    group.add_argument(
+        "--pretrained", type=_bool, metavar="{true,false}", help="ImageNet weights, frozen backbone"
+    )
     group.add_argument("--unfreeze-stages", "--unfreeze_stages", dest="unfreeze_stages", type=int)
 
 
@@ -78,7 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--prefix", default=DEFAULT_PREFIX, help="S3 key prefix (default: %(default)s)"
     )
-    common.add_argument("--runs-dir", type=Path, default=Path("runs"), help="local results folder")
+    common.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path("runs"),
+        help="local folder where stages leave results for each other (default: %(default)s)",
+    )
     common.add_argument(
         "--dry-run",
         action="store_true",
@@ -90,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--data", help="S3 URI of the dataset (default: s3://BUCKET/PREFIX/dogImages)")
     job.add_argument(
         "--instance-type",
-        default=os.environ.get("SAGEMAKER_TRAINING_INSTANCE"),
-        help="training instance (default: SAGEMAKER_TRAINING_INSTANCE, else ml.g4dn.xlarge)",
+        help="training instance (default: --cpu's, else SAGEMAKER_TRAINING_INSTANCE, "
+        "else ml.g4dn.xlarge)",
     )
     job.add_argument("--cpu", action="store_true", help="train on a CPU instance (ml.m5.2xlarge)")
     job.add_argument("--framework-version", default=None, help="PyTorch training image (2.8.0)")
@@ -103,7 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the SAM template's EndpointName (default: ENDPOINT_NAME or %(default)s)",
     )
 
-    parser = CliParser(prog="launch.py", description=__doc__.split("\n\n")[0])
+    summary, _, details = __doc__.partition("\n\n")
+    parser = CliParser(
+        prog="launch.py",
+        description=summary,
+        epilog=details.strip("\n"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     stages = parser.add_subparsers(dest="stage", required=True, parser_class=CliParser)
 
     p = stages.add_parser("upload", parents=[common], help="dataset folder or zip to S3")
@@ -113,8 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", help="destination S3 URI (default: s3://BUCKET/PREFIX/dogImages)")
 
     p = stages.add_parser("tune", parents=[common, role, job], help="hyperparameter tuning job")
-    p.add_argument("--max-jobs", type=int, default=8)
-    p.add_argument("--max-parallel-jobs", type=int, default=2)
+    p.add_argument(
+        "--max-jobs", type=int, default=8, help="training jobs in all (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-parallel-jobs",
+        type=int,
+        default=2,
+        help="training jobs at a time (default: %(default)s)",
+    )
     p.add_argument("--attach", metavar="TUNING_JOB", help="save the best of an existing tuning job")
     _hyperparameter_flags(p)
     _wait_flag(p, "the tuning job completes and save its best hyperparameters")
@@ -142,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     _wait_flag(p, "the endpoint is InService")
 
     p = stages.add_parser("invoke", parents=[common, endpoint], help="classify a local image")
-    p.add_argument("image", type=Path)
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("image", type=Path, help="a .jpg, .jpeg, .png or .webp file")
+    p.add_argument("--top-k", type=int, default=5, help="breeds to print (default: %(default)s)")
 
     p = stages.add_parser("report", parents=[common], help="rules, ProfilerReport, loss curves")
     p.add_argument("--training-job", help="default: runs/training_job.json")
@@ -171,8 +192,11 @@ def _job_options(args: argparse.Namespace, aws: Any) -> dict[str, Any]:
     import launch_jobs
     from launch_data import default_data_uri
 
+    # An explicit flag beats the environment: --cpu must not be overridden by a GPU default.
     instance = args.instance_type or (
-        launch_jobs.CPU_TRAINING_INSTANCE if args.cpu else launch_jobs.GPU_TRAINING_INSTANCE
+        launch_jobs.CPU_TRAINING_INSTANCE
+        if args.cpu
+        else os.environ.get("SAGEMAKER_TRAINING_INSTANCE") or launch_jobs.GPU_TRAINING_INSTANCE
     )
     return {
         "role": resolve_role(args.role),
@@ -184,7 +208,8 @@ def _job_options(args: argparse.Namespace, aws: Any) -> dict[str, Any]:
     }
 
 
-def run(args: argparse.Namespace, boto_session: Any = None) -> None:
+def run(args: argparse.Namespace, boto_session: Any = None) -> Any:
+    """Run the stage; returns the ``Aws`` it used (its request log says what was sent)."""
     # Fail on what the user can fix before touching AWS at all.
     if args.stage in ("tune", "train", "deploy") and not getattr(args, "attach", None):
         resolve_role(args.role)
@@ -203,7 +228,7 @@ def run(args: argparse.Namespace, boto_session: Any = None) -> None:
         best_file = args.runs_dir / "best_hyperparameters.json"
         if args.attach:
             launch_jobs.save_best(aws, args.attach, best_file)
-            return
+            return aws
         launch_jobs.tune(
             aws,
             **_job_options(args, aws),
@@ -292,6 +317,7 @@ def run(args: argparse.Namespace, boto_session: Any = None) -> None:
         import launch_endpoint
 
         launch_endpoint.teardown(aws, endpoint_name=args.endpoint_name)
+    return aws
 
 
 def _one_line(err: BaseException) -> str:
@@ -322,7 +348,7 @@ def _not_about_workflow_config(record: logging.LogRecord) -> bool:
 
 def main(argv: list[str] | None = None, boto_session: Any = None) -> int:
     """Run one stage; 0 on success, 2 on a user error (one line on stderr), 1 if a job failed."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     # The SDK logs its config-file search to *stdout* and every step at INFO: our own lines say
@@ -332,7 +358,7 @@ def main(argv: list[str] | None = None, boto_session: Any = None) -> int:
     logging.getLogger("sagemaker.estimator").addFilter(_not_about_workflow_config)
     args = build_parser().parse_args(argv)
     try:
-        run(args, boto_session=boto_session)
+        aws = run(args, boto_session=boto_session)
     except Exception as err:
         from sagemaker.exceptions import UnexpectedStatusException
 
@@ -340,9 +366,15 @@ def main(argv: list[str] | None = None, boto_session: Any = None) -> int:
             print(f"launch.py {args.stage}: failed: {_one_line(err)}", file=sys.stderr)
             return 1
         if isinstance(err, LaunchError | BotoCoreError | ClientError | ValueError | OSError):
-            print(f"launch.py {args.stage}: error: {_one_line(err)}", file=sys.stderr)
+            hint = ""
+            if args.dry_run and isinstance(err, EndpointConnectionError):
+                hint = " (a dry run still sends the reads a stage needs: Describe*, Get*, List*)"
+            print(f"launch.py {args.stage}: error: {_one_line(err)}{hint}", file=sys.stderr)
             return 2
         raise
+    if args.dry_run:
+        changes = len(aws.log.changes())
+        print(f"# dry run: nothing was changed; the {changes} request(s) above were not sent")
     return 0
 
 

@@ -125,8 +125,9 @@ def deploy(
         deserializer=JSONDeserializer(),
         wait=wait and not aws.dry_run,
     )
-    print(f"model: {model_name}")
-    print(f"endpoint: {endpoint_name} ({instance_type}, 1 instance)")
+    verb = "would create " if aws.dry_run else ""
+    print(f"{verb}model: {model_name}")
+    print(f"{verb}endpoint: {endpoint_name} ({instance_type}, 1 instance)")
     if wait and not aws.dry_run:
         status = aws.client("sagemaker").describe_endpoint(EndpointName=endpoint_name)
         print(f"  status: {status['EndpointStatus']}")
@@ -144,7 +145,7 @@ def content_type_of(image: Path) -> str:
 
 
 def format_predictions(response: dict[str, Any]) -> list[str]:
-    """The endpoint's JSON (CONTRACTS: predictions best first, model identity) as lines."""
+    """The endpoint's JSON (DESIGN.md: predictions best first, model identity) as lines."""
     if not isinstance(response, dict) or not isinstance(response.get("predictions"), list):
         raise LaunchError(f"the endpoint answered something else than predictions: {response!r}")
     lines = [

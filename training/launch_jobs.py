@@ -59,7 +59,8 @@ LOSS_RULES = ("overfit", "overtraining", "loss_not_decreasing")
 
 
 def tuning_ranges() -> dict[str, Any]:
-    """The search space. Why not the original 0.01-100 / 0.1-10: see README_launchers.md."""
+    """The search space. Why not the original 0.01-100 / 0.1-10: README.md, section "Train and
+    deploy on SageMaker", "Why these tuning ranges"."""
     from sagemaker.tuner import CategoricalParameter, ContinuousParameter
 
     return {
@@ -219,14 +220,17 @@ def tune(
     # Tuning job names: at most 32 characters.
     job_name = name_from_base("dog-breeds-hpo", max_length=32, short=True)
     tuner.fit({"training": data_uri}, job_name=job_name, wait=wait and not aws.dry_run)
+    if aws.dry_run:
+        print(f"would start tuning job: {job_name}")
+        return job_name
     print(f"tuning job: {job_name}")
     print(
         f"  console: https://{aws.region}.console.aws.amazon.com/sagemaker/home?region="
         f"{aws.region}#/hyper-tuning-jobs/{job_name}"
     )
-    if wait and not aws.dry_run:
+    if wait:
         save_best(aws, job_name, best_file)
-    elif not aws.dry_run:
+    else:
         print(f"  when it completes: python training/launch.py tune --attach {job_name}")
     return job_name
 
@@ -312,16 +316,18 @@ def train(
     estimator.fit(
         {"training": data_uri}, job_name=job_name, wait=wait and not aws.dry_run, logs="None"
     )
+    if aws.dry_run:
+        print(f"would start training job: {job_name}")
+        return job_name
     print(f"training job: {job_name}")
     print(
         f"  console: https://{aws.region}.console.aws.amazon.com/sagemaker/home?region="
         f"{aws.region}#/jobs/{job_name}"
     )
-    if not aws.dry_run:
-        job_file.parent.mkdir(parents=True, exist_ok=True)
-        job_file.write_text(json.dumps({"training_job": job_name}, indent=2) + "\n")
-        print(f"  saved its name to {job_file} (deploy and report read it)")
-    if wait and not aws.dry_run:
+    job_file.parent.mkdir(parents=True, exist_ok=True)
+    job_file.write_text(json.dumps({"training_job": job_name}, indent=2) + "\n")
+    print(f"  saved its name to {job_file} (deploy and report read it)")
+    if wait:
         desc = aws.client("sagemaker").describe_training_job(TrainingJobName=job_name)
         print(f"  status: {desc['TrainingJobStatus']}")
         print(f"  model artifact: {desc.get('ModelArtifacts', {}).get('S3ModelArtifacts')}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +62,36 @@ def download_profiler_report(aws: Aws, desc: dict[str, Any], out_dir: Path) -> l
     return downloaded
 
 
-def loss_curves(trial_path: str) -> dict[str, dict[str, list[float]]]:
+def has_debugger_output(aws: Aws | None, trial_path: str) -> bool:
+    """Whether the hook has written its collections yet. smdebug's create_trial waits for them
+    forever, so a wrong path or a job that has not started must be caught before it."""
+    if not trial_path.startswith("s3://"):
+        return any(Path(trial_path, "collections").glob("*/*collections.json"))
+    if aws is None:
+        return True  # nothing to look with: let smdebug try
+    bucket, key = split_s3_uri(trial_path)
+    listed = aws.client("s3").list_objects_v2(
+        Bucket=bucket, Prefix=f"{key.rstrip('/')}/collections/", MaxKeys=1
+    )
+    return listed.get("KeyCount", 0) > 0
+
+
+def loss_curves(trial_path: str, aws: Aws | None = None) -> dict[str, dict[str, list[float]]]:
     """{"TRAIN"|"EVAL": {"steps": [...], "loss": [...]}} from a Debugger trial (S3 or local)."""
-    from smdebug.core.modes import ModeKeys
-    from smdebug.trials import create_trial
+    if not has_debugger_output(aws, trial_path):
+        raise LaunchError(
+            f"no Debugger output at {trial_path} (no collections/ yet): the job may not have "
+            "started training, or the path is not a Debugger hook's output folder"
+        )
+    # smdebug logs at INFO to stdout by default; our own lines say what was read.
+    os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")
+    try:
+        from smdebug.core.modes import ModeKeys
+        from smdebug.trials import create_trial
+    except ImportError as err:
+        raise LaunchError(
+            f"report reads the Debugger trial with smdebug, which is missing: {err}"
+        ) from None
 
     trial = create_trial(trial_path)
     names = trial.tensor_names(regex=LOSS_TENSOR_REGEX) or trial.tensor_names(collection="losses")
@@ -141,7 +168,7 @@ def report(
         if trial_path is None:
             raise LaunchError(f"training job {training_job} has no Debugger hook configuration")
     print(f"Debugger trial: {trial_path}")
-    curves = loss_curves(str(trial_path))
+    curves = loss_curves(str(trial_path), aws)
     png = plot_loss_curves(curves, out_dir / f"{label}-loss.png", f"{label}: cross-entropy loss")
     for mode, curve in curves.items():
         loss = curve["loss"]

@@ -86,6 +86,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--unfreeze_stages",
         type=int,
         default=0,
+        choices=range(len(dog_model.STAGES) + 1),
         help="with --pretrained, also train the top N residual stages (layer4 first)",
     )
     p.add_argument("--image_size", type=int, default=224)
@@ -134,6 +135,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         log.warning("ignoring unknown arguments: %s", " ".join(unknown))
     if args.data_dir is None or args.model_dir is None:
         raise SystemExit("--data-dir and --model-dir are required outside SageMaker")
+    if args.unfreeze_stages and not args.pretrained:
+        log.warning("--unfreeze_stages has no effect with --pretrained false: everything trains")
     if args.checkpoint_dir is None and SAGEMAKER_CHECKPOINT_DIR.is_dir():
         args.checkpoint_dir = SAGEMAKER_CHECKPOINT_DIR
     return args
@@ -146,6 +149,8 @@ def create_debug_hook(smdebug_dir: Path | None):
     if smdebug_dir is None and not Path(config_path).is_file():
         log.info("smdebug hook off: no --smdebug-dir and no %s", config_path)
         return None
+    # smdebug logs every registered parameter at INFO to stdout, which carries the metric lines.
+    os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")
     try:
         import smdebug.pytorch as smd
     except ImportError as exc:
@@ -449,10 +454,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return summary
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """The script: what the user can fix (no ImageNet weights offline, a dataset in another
+    layout) ends it with one line on stderr, not a traceback."""
+    try:
+        main(argv)
+    except (dog_model.PretrainedWeightsUnavailable, dog_data.DatasetError) as exc:
+        raise SystemExit(f"train.py: error: {exc}") from None
+
+
 if __name__ == "__main__":
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    main(sys.argv[1:])
+    cli(sys.argv[1:])

@@ -157,3 +157,14 @@ def test_the_script_itself_prints_no_traceback(tmp_path):
         "launch.py train: error: no SageMaker execution role: pass --role "
         "arn:aws:iam::ACCOUNT:role/NAME or set SAGEMAKER_ROLE_ARN"
     ]
+
+
+def test_help_names_the_configuration_and_where_the_walk_through_is(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        launch.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("SAGEMAKER_ROLE_ARN", "SAGEMAKER_BUCKET", "AWS_REGION", "runs/"):
+        assert name in out
+    assert '"Train and deploy on SageMaker"' in out
+    assert "README_launchers" not in out

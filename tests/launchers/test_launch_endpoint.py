@@ -19,7 +19,7 @@ from local.sagemaker_runtime import ContainerResponse, SageMakerRuntimeServer
 
 TRAINING_DIR = Path(__file__).resolve().parents[2] / "training"
 
-# The endpoint contract (CONTRACTS.md), as the model's container would answer it.
+# The endpoint contract (DESIGN.md), as the model's container would answer it.
 ANSWER = {
     "predictions": [
         {"breed": "Labrador_retriever", "index": 3, "probability": 0.91},

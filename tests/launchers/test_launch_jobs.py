@@ -191,3 +191,30 @@ def test_hyperparameters_come_back_decoded():
     assert train_hyperparameters(
         {"lr": "1e-4", "sagemaker_program": '"train.py"', "_tuning_objective_metric": "x"}
     ) == {"lr": 1e-4}
+
+
+def test_cpu_flag_beats_the_training_instance_from_the_environment(run_launch, monkeypatch):
+    monkeypatch.setenv("SAGEMAKER_TRAINING_INSTANCE", "ml.p3.2xlarge")
+    requests = {}
+    for flags in ([], ["--cpu"], ["--cpu", "--instance-type", "ml.c5.4xlarge"]):
+        run = run_launch("train", "--role", ROLE, "--dry-run", *flags)
+        assert run.rc == 0, run.err
+        (request,) = [p for op, p in run.dry_run_requests() if op == "CreateTrainingJob"]
+        requests[" ".join(flags)] = request["ResourceConfig"]["InstanceType"]
+    assert requests == {
+        "": "ml.p3.2xlarge",
+        "--cpu": "ml.m5.2xlarge",
+        "--cpu --instance-type ml.c5.4xlarge": "ml.c5.4xlarge",
+    }
+
+
+def test_a_dry_run_says_what_it_would_start_and_that_nothing_changed(run_launch, tmp_path):
+    run = run_launch("train", "--role", ROLE, "--dry-run")
+    assert run.rc == 0, run.err
+    (request,) = [p for op, p in run.dry_run_requests() if op == "CreateTrainingJob"]
+    assert f"would start training job: {request['TrainingJobName']}" in run.out
+    assert "console:" not in run.out
+    assert run.out.rstrip().endswith(
+        "# dry run: nothing was changed; the 2 request(s) above were not sent"
+    )
+    assert not (tmp_path / "runs" / "training_job.json").exists()  # deploy must not find it

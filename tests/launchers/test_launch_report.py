@@ -106,3 +106,33 @@ def test_report_without_a_job_or_trial_says_what_it_needs(run_launch):
     run = run_launch("report")
     assert run.rc == 2
     assert "--training-job" in run.err and "Traceback" not in run.err
+
+
+def test_report_on_a_folder_without_debugger_output_says_so_instead_of_waiting(
+    run_launch, tmp_path
+):
+    """smdebug's create_trial waits forever for collections that never come: not the user."""
+    (tmp_path / "empty").mkdir()
+    run = run_launch("report", "--trial", str(tmp_path / "empty"))
+    assert run.rc == 2
+    assert run.err.startswith("launch.py report: error: no Debugger output at")
+    assert run.err.count("\n") == 1
+
+
+def test_report_on_a_job_that_wrote_no_tensors_yet_says_so(run_launch, tmp_path):
+    assert run_launch("train", "--role", ROLE, "--no-wait").rc == 0
+    run = run_launch("report")
+    assert run.rc == 2, run.out
+    job = json.loads((tmp_path / "runs" / "training_job.json").read_text())["training_job"]
+    assert f"no Debugger output at s3://{BUCKET}/dog-breeds/debug/{job}/debug-output" in run.err
+    assert "ProfilerReport: not in S3 yet" in run.out
+
+
+def test_report_output_is_ours_not_smdebugs(run_launch, smdebug_dir, tmp_path):
+    run = run_launch("report", "--trial", str(smdebug_dir), "--out", str(tmp_path / "r"))
+    assert run.rc == 0, run.err
+    assert "INFO" not in run.out
+    assert all(
+        line.startswith(("Debugger trial:", "train loss:", "eval loss:", "loss curves:"))
+        for line in run.out.strip().splitlines()
+    ), run.out

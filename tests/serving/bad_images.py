@@ -68,3 +68,29 @@ def bad_requests() -> list[BadRequest]:
         BadRequest("json_bad_top_k", b'{"image": "", "top_k": 0}', "application/json", 400,
                    "top_k"),
     ]  # fmt: skip
+
+
+def odd_but_valid_images() -> dict[str, tuple[bytes, str]]:
+    """Bodies that look unusual but are images the endpoint must classify: name -> (body, type)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90° clockwise
+    transparent = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    transparent.putpixel((0, 0), (0, 0, 0, 255))
+    palette = Image.new("P", (32, 32), 0)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    frames = [Image.new("RGB", (32, 32), c) for c in ((255, 0, 0), (0, 0, 255))]
+    gif = io.BytesIO()
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    sixteen_bit = Image.fromarray(np.full((32, 32), 32896, dtype=np.uint16), "I;16")
+    rgb = Image.new("RGB", (40, 30), (10, 200, 10))
+    return {
+        "cmyk_jpeg": (encode(Image.new("CMYK", (32, 32), (0, 255, 255, 0)), "JPEG"), "image/jpeg"),
+        "16_bit_png": (encode(sixteen_bit, "PNG"), "image/png"),
+        "rgba_png": (encode(transparent, "PNG"), "image/png"),
+        "palette_png_with_transparency": (encode(palette, "PNG", transparency=0), "image/png"),
+        "exif_rotated_jpeg": (jpeg_bytes((60, 30), exif=exif.tobytes()), "image/jpeg"),
+        "animated_gif": (gif.getvalue(), "image/gif"),
+        "webp": (encode(rgb, "WEBP"), "image/webp"),
+        "png_sent_as_jpeg": (encode(rgb, "PNG"), "image/jpeg"),
+        "grayscale_jpeg_as_x_image": (encode(rgb.convert("L"), "JPEG"), "application/x-image"),
+    }

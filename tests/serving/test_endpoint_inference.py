@@ -184,3 +184,54 @@ def test_pillow_bomb_warning_becomes_a_413(monkeypatch):
 
 def test_model_fn_lowers_pillows_pixel_limit(served):
     assert Image.MAX_IMAGE_PIXELS == image_decode.MAX_IMAGE_PIXELS
+
+
+# ---------------------------------------------------------------------------- top_k bounds
+@pytest.mark.parametrize("top_k", [0, -1, 2.5, True, "many", [3], {"k": 3}])
+def test_a_json_top_k_that_is_not_a_positive_integer_is_a_400(test_images, top_k):
+    body = json.dumps({"image": base64.b64encode(test_images[0].read_bytes()).decode(),
+                       "top_k": top_k})  # fmt: skip
+    with pytest.raises(GenericInferenceToolkitError) as err:
+        ei.input_fn(body, "application/json")
+    assert err.value.status_code == 400 and "top_k must be a positive integer" in err.value.message
+
+
+def test_a_top_k_beyond_the_classes_lists_every_class_once(served, test_images):
+    body = json.dumps({"image": base64.b64encode(test_images[0].read_bytes()).decode(),
+                       "top_k": 10**9})  # fmt: skip
+    result = classify(served, body, "application/json")
+    assert result["top_k"] == 4
+    assert sorted(p["index"] for p in result["predictions"]) == [0, 1, 2, 3]
+
+
+# ---------------------------------------------------------------------------- artifact round trip
+def test_a_model_in_memory_and_its_saved_artifact_answer_alike(tmp_path, test_images):
+    """save_artifact -> model_fn -> input_fn -> predict_fn -> output_fn gives what the model in
+    memory gives, without train.py's arguments (config.json rebuilds the network)."""
+    import dog_data
+    import dog_model
+
+    torch.manual_seed(1)
+    model = dog_model.build_model(4, hidden_size=24, dropout=0.2).eval()
+    with torch.no_grad():  # BatchNorm statistics as a trained network has them, not the defaults
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    classes = ["Beagle", "Boxer", "Collie", "Dachshund"]
+    model_artifact.save_artifact(
+        model, tmp_path, classes, hidden_size=24, dropout=0.2, image_size=48,
+        mean=dog_data.IMAGENET_MEAN, std=dog_data.IMAGENET_STD,
+    )  # fmt: skip
+    served = ei.model_fn(str(tmp_path))
+    transform = eval_transform(48)
+    for path in test_images[:6]:
+        with Image.open(path) as image, torch.no_grad():
+            expected = torch.softmax(model(transform(image.convert("RGB"))[None]).double(), 1)[0]
+        ranked = expected.argsort(descending=True).tolist()
+        result = classify(served, path.read_bytes())
+        assert [p["index"] for p in result["predictions"]] == ranked
+        assert [p["probability"] for p in result["predictions"]] == pytest.approx(
+            [float(expected[i]) for i in ranked], abs=1e-5
+        )
+        assert result["predictions"][0]["breed"] == classes[ranked[0]]

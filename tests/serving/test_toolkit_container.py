@@ -85,3 +85,21 @@ def test_packaged_model_carries_self_contained_serving_code(trained_artifact, tm
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().startswith(str(tmp_path / "model" / "code"))
+
+
+@pytest.mark.parametrize("name", sorted(bad_images.odd_but_valid_images()))
+def test_odd_but_valid_images_are_classified_through_the_toolkit(container, name):
+    body, content_type = bad_images.odd_but_valid_images()[name]
+    response = container.invoke(body, content_type, custom_attributes="top_k=2")
+    assert response.status == 200, response.body[:300]
+    result = json.loads(response.body)
+    assert len(result["predictions"]) == 2
+    assert result["predictions"][0]["probability"] >= result["predictions"][1]["probability"]
+
+
+@pytest.mark.parametrize("top_k", ["0", "-3", "many", "2.5"])
+def test_a_bad_top_k_header_is_a_400_through_the_toolkit(container, test_images, top_k):
+    response = container.invoke(
+        test_images[0].read_bytes(), "image/jpeg", custom_attributes=f"top_k={top_k}"
+    )
+    assert response.status == 400 and "top_k must be a positive integer" in response.body.decode()

@@ -133,3 +133,132 @@ def test_a_lone_last_training_image_is_dropped_not_batchnormed():
 
     assert batches(17) == [16]
     assert batches(18) == [16, 2]
+
+
+# ---------------------------------------------------------------------------- ImageNet weights
+def _no_download(monkeypatch, error: Exception) -> list[str]:
+    """torchvision's download, made to fail as it does offline; returns the URLs it was asked."""
+    asked: list[str] = []
+
+    def download(url, *args, **kwargs):
+        asked.append(url)
+        raise error
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    return asked
+
+
+def test_pretrained_loads_imagenet_weights_through_torchvision_cache(monkeypatch, tmp_path):
+    """The real torchvision API: the file it caches under $TORCH_HOME is what gets loaded."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    asked = _no_download(monkeypatch, AssertionError("a cached file must not be downloaded"))
+    cached = dog_model.cached_weights_path()
+    assert cached == tmp_path / "hub" / "checkpoints" / "resnet50-11ad3fa6.pth"
+    cached.parent.mkdir(parents=True)
+    imagenet = models.resnet50().state_dict()  # stands in for the real IMAGENET1K_V2 file
+    torch.save(imagenet, cached)
+
+    model = dog_model.build_model(4, hidden_size=16, pretrained=True, unfreeze_stages=1)
+    assert asked == []
+    assert torch.equal(model.backbone.conv1.weight, imagenet["conv1.weight"])
+    assert torch.equal(model.backbone.layer4[2].conv3.weight, imagenet["layer4.2.conv3.weight"])
+    assert model.backbone.fc[-1].out_features == 4  # the head is ours, not ImageNet's
+    assert trainable_prefixes(model) == {"fc", "layer4"}
+
+
+def test_pretrained_offline_is_one_clear_error(monkeypatch, tmp_path):
+    from urllib.error import URLError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    asked = _no_download(monkeypatch, URLError(OSError(101, "Network is unreachable")))
+    with pytest.raises(dog_model.PretrainedWeightsUnavailable) as err:
+        dog_model.build_model(4, pretrained=True)
+    assert asked == [models.ResNet50_Weights.IMAGENET1K_V2.url]
+    message = str(err.value)
+    assert "\n" not in message
+    assert "cannot download the ImageNet weights" in message
+    assert "Network is unreachable" in message
+    assert str(dog_model.cached_weights_path()) in message
+    assert message.endswith("or train from random init with --pretrained false")
+
+
+def test_corrupt_cached_weights_say_which_file_to_delete(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cached = dog_model.cached_weights_path()
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"<html>captive portal</html>")
+    with pytest.raises(dog_model.PretrainedWeightsUnavailable, match="delete it") as err:
+        dog_model.build_model(4, pretrained=True)
+    assert str(cached) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unfreeze_stages_is_checked_before_any_download(monkeypatch):
+    def resnet50(weights=None):
+        raise AssertionError("must not build (and download) first")
+
+    monkeypatch.setattr(dog_model.models, "resnet50", resnet50)
+    with pytest.raises(ValueError, match=r"unfreeze_stages must be 0\.\.4"):
+        dog_model.build_model(4, pretrained=True, unfreeze_stages=5)
+
+
+# ---------------------------------------------------------------------------- dataset images
+def _exif_rotated_jpeg() -> bytes:
+    """Stored 60x30, left half red, right half blue; EXIF says: show it turned 90° clockwise."""
+    import io
+
+    from PIL import Image
+
+    image = Image.new("RGB", (60, 30), (220, 20, 20))
+    image.paste((20, 20, 220), (30, 0, 60, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def _truncated_jpeg() -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buf, "JPEG", quality=95)
+    return buf.getvalue()[:-150]
+
+
+def _layout(root, files: dict[str, bytes]):
+    for split in ("train", "valid", "test"):
+        folder = root / split / "001.Beagle"
+        folder.mkdir(parents=True)
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+    return root
+
+
+def test_a_truncated_training_jpeg_trains_and_the_endpoint_still_rejects_one(tmp_path):
+    """dogImages holds JPEGs cut short: training reads what is there instead of dying hours in,
+    without turning on Pillow's process-wide LOAD_TRUNCATED_IMAGES that the endpoint relies on."""
+    import image_decode
+
+    truncated = _truncated_jpeg()
+    splits = dog_data.load_splits(_layout(tmp_path, {"cut.jpg": truncated}), 32)
+    image, label = splits.train[0]
+    assert image.shape == (3, 32, 32) and label == 0
+    with pytest.raises(image_decode.BadImage, match="truncated"):
+        image_decode.decode_image(truncated)
+
+
+def test_training_sees_a_photo_the_way_up_the_endpoint_does(tmp_path):
+    import fast_preprocess
+    import image_decode
+
+    body = _exif_rotated_jpeg()
+    splits = dog_data.load_splits(_layout(tmp_path, {"rotated.jpg": body}), 32)
+    served = fast_preprocess.to_model_input(
+        image_decode.decode_image(body), 32, dog_data.IMAGENET_MEAN, dog_data.IMAGENET_STD
+    )
+    trained, _ = splits.valid[0]  # the deterministic (eval) transform
+    assert torch.allclose(trained, torch.from_numpy(served))

@@ -195,3 +195,113 @@ def test_without_hook_config_or_smdebug_training_says_the_hook_is_off(
     with caplog.at_level(logging.INFO, logger="train"):
         assert train.create_debug_hook(tmp_path / "out") is None
     assert "not importable" in caplog.text
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_script(args: list[str], env: dict[str, str] | None = None):
+    import os
+    import subprocess
+
+    return subprocess.run(
+        [sys.executable, "training/train.py", *args],
+        cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_pretrained_without_network_ends_in_one_line_not_a_traceback(micro_dataset, tmp_path):
+    """torchvision's real download, refused (a proxy nobody listens on), into an empty cache."""
+    offline = {
+        "TORCH_HOME": str(tmp_path / "torch"),
+        "https_proxy": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "no_proxy": "",
+        "NO_PROXY": "",
+    }
+    done = run_script(
+        micro_args(micro_dataset, tmp_path / "model", "--epochs", "1", "--pretrained", "true"),
+        env=offline,
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("train.py: error: cannot download the ImageNet weights")
+    assert "--pretrained false" in last
+    assert not (tmp_path / "model").exists()
+
+
+def test_script_stdout_is_metric_lines_then_the_summary_even_with_smdebug(micro_dataset, tmp_path):
+    """What SageMaker's log shows and its metric regexes read: no smdebug chatter in between."""
+    done = run_script(
+        micro_args(micro_dataset, tmp_path / "model", "--epochs", "1", "--smdebug-dir",
+                   str(tmp_path / "debug"))
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 3, done.stdout
+    assert lines[0].startswith("epoch 1/1 train_loss=") and lines[1].startswith("test_loss=")
+    assert json.loads(lines[2])["smdebug"] == str(tmp_path / "debug")
+    assert "smdebug hook on" in done.stderr
+
+
+def test_a_dataset_in_another_layout_is_one_line(tmp_path):
+    (tmp_path / "photos").mkdir()
+    done = run_script(["--data-dir", str(tmp_path / "photos"), "--model-dir", str(tmp_path / "m")])
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("train.py: error: ")
+    assert "expected train/ valid/ test/" in done.stderr
+
+
+def test_unfreeze_stages_beyond_resnet50s_four_is_refused(monkeypatch, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(["--data-dir", "d", "--model-dir", "m", "--unfreeze_stages", "5"])
+    assert "--unfreeze_stages: invalid choice: 5" in capsys.readouterr().err
+
+
+def test_unfreeze_stages_without_pretrained_says_it_does_nothing(caplog):
+    with caplog.at_level(logging.WARNING, logger="train"):
+        train.parse_args(["--data-dir", "d", "--model-dir", "m", "--pretrained", "false",
+                          "--unfreeze_stages", "2"])  # fmt: skip
+    assert "no effect with --pretrained false" in caplog.text
+
+
+def test_early_stopping_ships_the_epoch_with_the_lowest_valid_loss(
+    micro_dataset, tmp_path, monkeypatch
+):
+    """Valid loss rises after epoch 1: with patience 1 training stops after epoch 2 and the
+    artifact holds epoch 1's weights, not the last epoch's."""
+    import torch
+
+    real_evaluate = train.evaluate
+    rising = iter([1.0, 2.0, 3.0])
+
+    def evaluate(model, loader, loss_fn, device, use_amp, desc):
+        result = real_evaluate(model, loader, loss_fn, device, use_amp, desc)
+        return train.EpochResult(next(rising), result.accuracy) if "valid" in desc else result
+
+    monkeypatch.setattr(train, "evaluate", evaluate)
+    checkpoints = tmp_path / "checkpoints"
+    summary, stdout = run_train(
+        micro_args(micro_dataset, tmp_path / "model", "--epochs", "10", "--patience", "1",
+                   "--checkpoint-dir", str(checkpoints))
+    )  # fmt: skip
+    assert summary["epochs"] == 2 and summary["stopped_early"] is True
+    assert summary["best_epoch"] == 1 and summary["best_valid_loss"] == 1.0
+    assert "epoch 3/10" not in stdout
+    shipped = torch.load(tmp_path / "model" / "model.pth", weights_only=True)
+    best = torch.load(checkpoints / "best.pt", weights_only=True)
+    last = torch.load(checkpoints / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(shipped[k], best[k]) for k in best)
+    assert not all(torch.equal(shipped[k], last[k].cpu()) for k in best if "weight" in k)
+
+
+def test_training_requirements_keep_smdebug_alive_and_match_the_serving_openvino():
+    """SageMaker installs training/requirements.txt into the training container: smdebug needs
+    numpy<2 and protobuf<=3.20.3 (FACTS.md); the CPU form written there must be read by the
+    same OpenVINO that requirements-serving.txt puts into the serving container."""
+    training = (REPO / "training" / "requirements.txt").read_text().split()
+    serving = (REPO / "training" / "requirements-serving.txt").read_text().split()
+    assert {"smdebug==1.0.34", "numpy<2", "protobuf<=3.20.3"} <= set(training)
+    openvino = [r for r in serving if r.startswith("openvino==")]
+    assert openvino and set(openvino) <= set(training)
