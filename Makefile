@@ -68,11 +68,14 @@ format: $(STAMP)
 test: install lint
 	$(VENV)/bin/pytest
 
+# Options pass through, e.g. make demo ARGS="--data-dir dogImages --train-args '--pretrained true'"
+ARGS ?=
+
 demo: $(STAMP)
-	$(PY) -m local.demo
+	$(PY) -m local.demo $(ARGS)
 
 local: $(STAMP)
-	$(PY) -m local.stack
+	$(PY) -m local.stack $(ARGS)
 
 bench: $(STAMP)
 	$(PY) tests/benchmarks/bench_serving.py

@@ -26,17 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-try:  # the serverless helper's module owns the shared dataclass
-    from local.sagemaker_runtime import ContainerResponse
-except ImportError:  # pragma: no cover - identical stand-in per CONTRACTS.md
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class ContainerResponse:
-        status: int
-        body: bytes
-        content_type: str = "application/json"
-
+from local.sagemaker_runtime import ContainerResponse
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAINING_DIR = REPO_ROOT / "training"

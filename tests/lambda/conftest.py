@@ -32,7 +32,7 @@ ENDPOINT_NAME = "dog-breeds-test"
 REGION = "us-east-1"
 BREEDS = ["Labrador_retriever", "Beagle", "Poodle", "Dachshund", "Boxer"]
 
-# Read by Powertools when app.py is imported (see CONTRACTS: Powertools in tests).
+# Read by Powertools when app.py is imported: no X-Ray daemon here, metrics need a namespace.
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DogBreeds")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "classify_upload")
