@@ -6,7 +6,7 @@
     ToTensor / Normalize, the model in eval mode, fp32, batch 1, softmax.
 (b) served: training/endpoint_inference.py's model_fn once, then per request input_fn (raw JPEG
     bytes) → predict_fn → output_fn (JSON), in a fresh child process that does nothing else, so
-    its peak RSS (getrusage ru_maxrss) and model load time are the serving process's own.
+    its peak RSS (VmHWM) and model load time are the serving process's own.
 The two alternate image by image (eager in this process, then the same image in the child), so
 a busy machine slows both alike; each side times only its own work.
 
@@ -21,6 +21,7 @@ The last stdout line is one JSON object (keys: see ``summary``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import math
@@ -243,8 +244,22 @@ def child_serve(model_dir: Path, image_dir: Path, count: int) -> None:
         if line.strip() == "done":
             break
         print(json.dumps(serve(blobs[int(line)])), flush=True)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    rss = peak_rss_mib()
     print(json.dumps({"peak_rss_mib": rss}), flush=True)
+
+
+def peak_rss_mib() -> float:
+    """This process's own peak resident memory.
+
+    Not ``getrusage(...).ru_maxrss``: Linux carries the parent's peak over into it at exec (the
+    spawning address space's high-water mark), so a child started by a 1.5 GiB parent would report
+    at least that. ``VmHWM`` belongs to the address space exec created.
+    """
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: best effort
 
 
 class ServedPath:
