@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
+import serving_code
 from launch_aws import Aws, LaunchError, s3_uri
 
-TRAINING_DIR = Path(__file__).resolve().parent
-ENTRY_POINT = "endpoint_inference.py"
-SERVING_REQUIREMENTS = "requirements-serving.txt"
+TRAINING_DIR = serving_code.TRAINING_DIR
+ENTRY_POINT = serving_code.ENTRY_POINT
 
 # The newest PyTorch inference image SageMaker SDK 2.257 knows (image_uri_config/pytorch.json).
 INFERENCE_FRAMEWORK_VERSION = "2.6.0"
@@ -31,43 +29,13 @@ CONTENT_TYPES = {
 }
 
 
-def local_imports(entry: Path, source_dir: Path) -> list[Path]:
-    """The entry script and every module of ``source_dir`` it imports, transitively.
-
-    Walks every import statement (also those inside functions), so the endpoint's code/ holds
-    what ``endpoint_inference.py`` needs and nothing of the training or launcher code.
-    """
-    available = {p.stem: p for p in source_dir.glob("*.py")}
-    seen: dict[str, Path] = {}
-    pending = [entry]
-    while pending:
-        path = pending.pop()
-        if path.stem in seen:
-            continue
-        seen[path.stem] = path
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [alias.name.split(".")[0] for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module.split(".")[0]]
-            pending.extend(available[n] for n in names if n in available and n not in seen)
-    return sorted(seen.values())
-
-
 def stage_code_dir(target: Path, source_dir: Path | None = None) -> Path:
     """code/ as the serving container wants it: entry point, its modules, requirements.txt."""
     source_dir = source_dir or TRAINING_DIR
     entry = source_dir / ENTRY_POINT
     if not entry.exists():
         raise LaunchError(f"{entry} does not exist: nothing to serve")
-    target.mkdir(parents=True, exist_ok=True)
-    for module in local_imports(entry, source_dir):
-        shutil.copy2(module, target / module.name)
-    requirements = source_dir / SERVING_REQUIREMENTS
-    if requirements.exists():
-        shutil.copy2(requirements, target / "requirements.txt")
-    return target
+    return serving_code.write_code_dir(target, source_dir)
 
 
 def model_data_of(aws: Aws, training_job: str) -> str:

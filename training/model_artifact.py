@@ -9,15 +9,14 @@ code/         the serving code, only in a packaged model.tar.gz (package_model)
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
-import shutil
 import tarfile
 from pathlib import Path
 from typing import Any
 
 import dog_model
+import serving_code
 import torch
 
 WEIGHTS_FILE = "model.pth"
@@ -37,8 +36,6 @@ CONFIG_KEYS = (
     "model_name",
     "model_version",
 )
-SERVING_ENTRY_POINT = "endpoint_inference.py"
-TRAINING_DIR = Path(__file__).resolve().parent
 
 
 def file_version(path: Path) -> str:
@@ -111,28 +108,6 @@ def build_from_artifact(model_dir: Path) -> torch.nn.Module:
     return model.eval()
 
 
-def serving_modules(source_dir: Path = TRAINING_DIR) -> list[Path]:
-    """The entry point and every module of ``source_dir`` it imports, transitively: the serving
-    container's ``code/`` directory (nothing of the training or launcher code)."""
-    available = {p.stem: p for p in Path(source_dir).glob("*.py")}
-    seen: dict[str, Path] = {}
-    pending = [Path(source_dir) / SERVING_ENTRY_POINT]
-    while pending:
-        path = pending.pop()
-        if path.stem in seen:
-            continue
-        seen[path.stem] = path
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name.split(".")[0] for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module.split(".")[0]]
-            else:
-                continue
-            pending.extend(available[n] for n in names if n in available and n not in seen)
-    return sorted(seen.values())
-
-
 def package_model(model_dir: Path, tar_path: Path, with_code: bool = True) -> Path:
     """``model.tar.gz`` as SageMaker stores it, plus (``with_code``) ``code/`` holding the serving
     modules and ``requirements-serving.txt`` as ``code/requirements.txt``, so the PyTorch serving
@@ -144,17 +119,6 @@ def package_model(model_dir: Path, tar_path: Path, with_code: bool = True) -> Pa
             if path.name != "code":
                 tar.add(path, arcname=path.name)
         if with_code:
-            for path in serving_modules():
-                tar.add(path, arcname=f"code/{path.name}")
-            tar.add(TRAINING_DIR / "requirements-serving.txt", arcname="code/requirements.txt")
+            for name, path in serving_code.code_files().items():
+                tar.add(path, arcname=f"code/{name}")
     return tar_path
-
-
-def copy_serving_code(code_dir: Path) -> Path:
-    """The same ``code/`` directory as package_model, written to disk (for a local container)."""
-    code_dir = Path(code_dir)
-    code_dir.mkdir(parents=True, exist_ok=True)
-    for path in serving_modules():
-        shutil.copy2(path, code_dir / path.name)
-    shutil.copy2(TRAINING_DIR / "requirements-serving.txt", code_dir / "requirements.txt")
-    return code_dir

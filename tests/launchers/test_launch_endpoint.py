@@ -12,8 +12,9 @@ from pathlib import Path
 
 import boto3
 import pytest
-from launch_endpoint import format_predictions, local_imports, stage_code_dir
+from launch_endpoint import format_predictions, stage_code_dir
 from launch_testkit import BUCKET, REGION, ROLE, model_tarball, tar_names
+from serving_code import serving_modules
 
 from local.sagemaker_runtime import ContainerResponse, SageMakerRuntimeServer
 
@@ -177,7 +178,7 @@ def test_code_dir_holds_the_entry_point_and_its_imports_only(tmp_path):
     (source / "train.py").write_text("import helper_a\n")
     (source / "requirements-serving.txt").write_text("openvino==1\n")
 
-    assert [p.name for p in local_imports(source / "endpoint_inference.py", source)] == [
+    assert [p.name for p in serving_modules(source)] == [
         "endpoint_inference.py",
         "helper_a.py",
         "helper_b.py",
