@@ -13,7 +13,8 @@ SAM := $(SAM_VENV)/bin/sam
 SAM_VERSION := 1.170.0
 # `sam build` packs the function with the runtime's interpreter (python3.12) and looks for it on
 # PATH; pyenv installs count too, even when its shim is not active.
-PY312 := $(firstword $(foreach p,$(shell command -v python3.12) $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3.12),$(shell $(p) -c 'import sys; print(sys.executable)' 2>/dev/null)))
+# Deferred (=, not :=): only `make build` pays for probing interpreters.
+PY312 = $(firstword $(foreach p,$(shell command -v python3.12) $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3.12),$(shell $(p) -c 'import sys; print(sys.executable)' 2>/dev/null)))
 REQUIREMENTS := requirements/dev.txt lambdas/classify_upload/requirements.txt \
 	training/requirements.txt training/requirements-serving.txt
 

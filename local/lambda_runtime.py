@@ -106,6 +106,7 @@ class Sandbox:
 
     def start(self) -> None:
         read_fd, write_fd = os.pipe()
+        # Not a with-block: the file is either opened here or DEVNULL; it is closed below.
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(

@@ -287,7 +287,7 @@ def select_runtime(model_dir: Path, build_torch_model: Callable[[], torch.nn.Mod
     model_dir = Path(model_dir)
     started = time.perf_counter()
     try:
-        import openvino  # noqa: F401
+        import openvino  # noqa: F401  (a probe: an installed but broken OpenVINO must fall back too)
     except ImportError as exc:
         reason = f"openvino does not import ({exc})"
     else:
