@@ -16,7 +16,7 @@ SAM_VERSION := 1.170.0
 # Deferred (=, not :=): only `make build` pays for probing interpreters.
 PY312 = $(firstword $(foreach p,$(shell command -v python3.12) $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3.12),$(shell $(p) -c 'import sys; print(sys.executable)' 2>/dev/null)))
 REQUIREMENTS := requirements/dev.txt lambdas/classify_upload/requirements.txt \
-	training/requirements.txt training/requirements-serving.txt
+	training/container/requirements.txt training/container/requirements-serving.txt
 
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -32,10 +32,12 @@ help:
 
 install: $(STAMP) $(CHECKOV)
 
-$(STAMP): $(REQUIREMENTS)
+$(STAMP): $(REQUIREMENTS) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/dev.txt
+	@# The repository itself, editable: its packages import from where they live, no sys.path edits.
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . 2>&1 | grep -v "^ \|^$$\|!!" || true
 	$(PY) -m pip check
 	touch $@
 

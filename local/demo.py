@@ -3,7 +3,7 @@
     python -m local.demo [--data-dir DOGIMAGES] [--epochs N] [--workdir DIR] [--keep-running]
 
 1. dataset   a small generated set in the dogImages layout (or ``--data-dir``)
-2. train     ``training/train.py`` from random init (subprocess; its progress is shown)
+2. train     ``training/container/train.py`` from random init (subprocess; its progress is shown)
 3. package   ``model.tar.gz`` as SageMaker stores it, extracted again for the endpoint
 4. stack     moto + ``template.yaml`` + the endpoint + the S3 trigger (``local.stack``)
 5. upload    the test split plus bad files, through the S3 API
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TRAINING_DIR = REPO_ROOT / "training"
+TRAIN_SCRIPT = REPO_ROOT / "training" / "container" / "train.py"
 DEFAULT_WORKDIR = REPO_ROOT / "runs" / "demo"
 # The embedded default (the tests' tiny set): 4 classes, 24/6/6 images of 64 px; from random init
 # about 1-2 s an epoch on 2 idle cores, test accuracy near 1.0 (chance: 0.25).
@@ -36,17 +36,13 @@ DEFAULT_PER_CLASS = (24, 6, 6)
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_EPOCHS = 8
 
-for _path in (TRAINING_DIR, REPO_ROOT / "lambdas" / "classify_upload"):
-    if str(_path) not in sys.path:
-        sys.path.insert(1, str(_path))
-
 
 def say(message: str) -> None:
     print(message, flush=True)
 
 
 def make_default_dataset(root: Path, seed: int = 0) -> Path:
-    from synthetic_dataset import make_dataset
+    from dog_breeds.data.synthetic import make_dataset
 
     if root.exists():
         shutil.rmtree(root)
@@ -54,12 +50,13 @@ def make_default_dataset(root: Path, seed: int = 0) -> Path:
 
 
 def train(data_dir: Path, model_dir: Path, epochs: int, extra: list[str] | None = None) -> dict:
-    """Run ``training/train.py`` as a user would, streaming its progress; returns its summary."""
+    """Run ``training/container/train.py`` as a user would, streaming its progress; returns its
+    summary."""
     if model_dir.exists():
         shutil.rmtree(model_dir)
     command = [
         sys.executable,
-        str(TRAINING_DIR / "train.py"),
+        str(TRAIN_SCRIPT),
         "--data-dir",
         str(data_dir),
         "--model-dir",
@@ -90,7 +87,7 @@ def train(data_dir: Path, model_dir: Path, epochs: int, extra: list[str] | None 
 
 def package(model_dir: Path, tar_path: Path) -> Path:
     """``model.tar.gz`` exactly as the SageMaker PyTorch serving container gets it."""
-    from model_artifact import package_model
+    from dog_breeds.artifact.store import package_model
 
     return package_model(model_dir, tar_path)
 
@@ -206,7 +203,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model_source = args.model.resolve()
     else:
         epochs = args.epochs or DEFAULT_EPOCHS
-        say(f"== 2/6 train: training/train.py, {epochs} epochs from random init")
+        say(f"== 2/6 train: training/container/train.py, {epochs} epochs from random init")
         extra = default_train_args() if not args.data_dir else []
         extra += shlex.split(args.train_args or "")
         train_summary = train(data_dir, workdir / "model", epochs, extra)

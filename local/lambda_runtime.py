@@ -28,8 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 # Lambda waits about a minute, then two, between async retries; locally seconds are enough to
 # show the behaviour without making tests wait minutes.
 DEFAULT_RETRY_DELAYS_S = (1.0, 2.0)
@@ -122,7 +120,7 @@ class Sandbox:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self._env,
-                cwd=REPO_ROOT,
+                cwd=self._config.code_dir,  # Lambda's working directory is the task root
                 pass_fds=(write_fd,),
             )
         finally:
@@ -224,7 +222,9 @@ def lambda_environment(
             "LOCAL_LAMBDA_FUNCTION_ARN": config.function_arn,
             "_HANDLER": config.handler,
             "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": str(REPO_ROOT),  # for local.lambda_worker only; the handler's is code_dir
+            # Lambda's runtime puts the task root first on the path; local.lambda_worker itself
+            # comes from the repository's editable install.
+            "PYTHONPATH": str(config.code_dir),
             # No X-Ray daemon on loopback (what `sam local` does too).
             "POWERTOOLS_TRACE_DISABLED": "1",
             "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR",

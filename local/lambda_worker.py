@@ -53,8 +53,7 @@ def main(argv: list[str]) -> int:
     handler_spec, code_dir, result_fd = argv[0], argv[1], int(argv[2])
     # Ctrl-C in the terminal reaches the whole process group: the parent decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.path.insert(0, code_dir)
-    os.chdir(code_dir)
+    os.chdir(code_dir)  # already the cwd and first on PYTHONPATH, as LAMBDA_TASK_ROOT on Lambda
     results = os.fdopen(result_fd, "w", encoding="utf-8", buffering=1)
 
     module_name, _, function_name = handler_spec.rpartition(".")

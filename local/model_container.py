@@ -17,6 +17,7 @@ One worker: requests are served one at a time, like one TorchServe worker.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import sys
@@ -29,7 +30,7 @@ from typing import Any
 from local.sagemaker_runtime import ContainerResponse
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TRAINING_DIR = REPO_ROOT / "training"
+SOURCE_DIR = REPO_ROOT / "training" / "container"
 PROGRAM = "endpoint_inference.py"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 
@@ -143,12 +144,31 @@ def _encode(value: Any) -> bytes:
     return json.dumps(value).encode("utf-8")
 
 
+def _load_program(path: Path) -> None:
+    """Import the handler module from its file under its module name, where the toolkit's
+    ``importlib.import_module(SAGEMAKER_PROGRAM)`` finds it (the real container has ``code/`` on
+    PYTHONPATH instead)."""
+    name = path.stem
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+
+
 class ToolkitContainer:
     """``ping()`` / ``invoke(...)`` over the toolkit's HandlerService for one model directory.
 
     The handler module comes from ``model_dir/code`` when the artifact carries it (a packaged
-    model.tar.gz), else from the repository's ``training/``. Python imports a module once per
-    process, so every container in one process shares the first ``endpoint_inference`` imported.
+    model.tar.gz), else from the repository's ``training/container``; the ``dog_breeds`` package it
+    imports is the one this process already imports (the repository's). Python imports a module
+    once per process, so every container in one process shares the first ``endpoint_inference``.
     """
 
     def __init__(self, model_dir: Path, code_dir: Path | None = None, program: str = PROGRAM):
@@ -157,12 +177,11 @@ class ToolkitContainer:
         self.model_dir = Path(model_dir).resolve()
         if code_dir is None:
             packaged = self.model_dir / "code"
-            code_dir = packaged if (packaged / program).is_file() else TRAINING_DIR
+            code_dir = packaged if (packaged / program).is_file() else SOURCE_DIR
         self.code_dir = Path(code_dir).resolve()
         if not (self.code_dir / program).is_file():
             raise FileNotFoundError(f"{self.code_dir / program} does not exist")
-        if str(self.code_dir) not in sys.path:
-            sys.path.append(str(self.code_dir))  # the host process's own modules keep priority
+        _load_program(self.code_dir / program)
         self._lock = threading.Lock()
         self._context = ModelServerContext(str(self.model_dir))
         self._service = HandlerService()

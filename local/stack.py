@@ -9,7 +9,8 @@ What runs, all in this process except the function's sandboxes:
   through the SageMaker PyTorch inference toolkit (``local.model_container.ToolkitContainer``);
 - the trigger: the bucket notifies an SQS queue with the template's filter and
   ``local.trigger.S3EventPump`` hands each event to ``local.lambda_runtime.AsyncInvoker``, which
-  runs ``lambdas/classify_upload/app.lambda_handler`` unchanged in ReservedConcurrentExecutions
+  runs ``classify_upload.handler.lambda_handler`` (from ``lambdas/classify_upload``) unchanged in
+  ReservedConcurrentExecutions
   long-lived worker processes, with Lambda's async retries and on-failure destination.
 Every port is chosen free; ``LocalStack`` is a context manager that stops everything it started.
 """

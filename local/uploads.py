@@ -30,7 +30,7 @@ class Upload:
 
 def class_name(folder_name: str) -> str:
     """``001.Affenpinscher`` → ``Affenpinscher``: the dataset contract, from training/."""
-    from dog_data import class_name as _class_name
+    from dog_breeds.data.folders import class_name as _class_name
 
     return _class_name(folder_name)
 

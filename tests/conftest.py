@@ -1,5 +1,5 @@
 """Session fixtures shared by every test area: a tiny dogImages-layout dataset and a model
-trained on it from random init (once per session, through ``train.main`` as a user runs it)."""
+trained on it from random init (once per session, through ``trainer.main`` as a user runs it)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
 # 4 classes x 24/6/6 images of 64 px: from random init, ~1-2 s an epoch on 2 cores, test accuracy
-# 1.0 in every seed tried (FACTS.md: chance would be 0.25).
+# 1.0 in every seed tried (chance would be 0.25).
 TINY_CLASSES = 4
 TINY_PER_CLASS = (24, 6, 6)
 TINY_IMAGE_SIZE = 64
@@ -33,7 +33,7 @@ class TrainingRun:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``train/ valid/ test/`` with ``NNN.Breed/*.jpg`` folders, 4 learnable classes."""
-    from synthetic_dataset import make_dataset
+    from dog_breeds.data.synthetic import make_dataset
 
     root = tmp_path_factory.mktemp("tiny") / "dogImages"
     return make_dataset(root, TINY_CLASSES, TINY_PER_CLASS, TINY_IMAGE_SIZE, seed=0)
@@ -42,7 +42,7 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_training(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainingRun:
     """One training run from random init: its model dir, summary and stdout (metric lines)."""
-    import train
+    from dog_breeds.training import trainer
 
     model_dir = tmp_path_factory.mktemp("trained") / "model"
     args = [
@@ -53,7 +53,7 @@ def tiny_training(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) 
     ]  # fmt: skip
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        summary = train.main(args)
+        summary = trainer.main(args)
     return TrainingRun(model_dir, summary, stdout.getvalue(), args)
 
 

@@ -6,7 +6,7 @@ from a scratch venv that holds nncf, openvino and Pillow:
 
     python3.11 -m venv /tmp/int8 && /tmp/int8/bin/pip install nncf==3.4.0 openvino==2026.4.1 \\
         numpy==1.26.4 pillow
-    /tmp/int8/bin/python tests/benchmarks/bench_precision.py
+    PYTHONPATH=training/container /tmp/int8/bin/python tests/benchmarks/bench_precision.py
 
 Model only (no decode/handlers): median latency at batch 1, top-1 agreement and the largest
 softmax-probability difference against the fp32 IR (itself within ~1e-5 of PyTorch fp32).
@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "training"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dog_breeds.serving import preprocess
 
-import fast_preprocess  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 WORK = REPO / "runs" / "bench"
 CALIBRATION_IMAGES = 300
@@ -45,7 +42,7 @@ def load_inputs(paths: list[Path], size: int) -> list[np.ndarray]:
     out = []
     for path in paths:
         with Image.open(path) as image:
-            out.append(fast_preprocess.to_model_input(image.convert("RGB"), size)[np.newaxis])
+            out.append(preprocess.to_model_input(image.convert("RGB"), size)[np.newaxis])
     return out
 
 
@@ -54,7 +51,7 @@ def calibration_inputs(size: int, classes: int) -> list[np.ndarray]:
     import bench_serving
 
     photos = bench_serving.render_photos(CALIBRATION_IMAGES, classes, seed=77)
-    return [fast_preprocess.to_model_input(im, size)[np.newaxis] for _, im in photos]
+    return [preprocess.to_model_input(im, size)[np.newaxis] for _, im in photos]
 
 
 def run(compiled, inputs: list[np.ndarray]) -> tuple[np.ndarray, float]:

@@ -37,8 +37,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-TRAINING = REPO / "training"
-sys.path.insert(0, str(TRAINING))
 
 # Bump when the recipe below changes, so a cached artifact from an older recipe is rebuilt.
 RECIPE = {
@@ -62,13 +60,13 @@ def percentile(values: list[float], q: float) -> float:
 # ---------------------------------------------------------------------------- the artifact
 def render_photos(count: int, classes: int, seed: int) -> list[tuple[int, object]]:
     """(class, PIL image) pairs: synthetic_dataset's class patterns as 500×375 / 375×500 photos."""
-    import synthetic_dataset
+    from dog_breeds.data import synthetic
 
     rng = np.random.default_rng(seed)
     photos = []
     for i in range(count):
         label = i % classes
-        square = synthetic_dataset.render(label, classes, 500, rng)
+        square = synthetic.render(label, classes, 500, rng)
         box = (0, 62, 500, 437) if i % 4 else (62, 0, 437, 500)
         photos.append((label, square.crop(box).convert("RGB")))
     return photos
@@ -85,16 +83,17 @@ def fit_bench_model(recipe: dict):
     mean top-1 probability around 0.65 (measured): it answers differently per image with real
     margins, which is what agreement needs; it is not meant to be accurate on dogs.
     """
-    import dog_model
-    import fast_preprocess
     import torch
+
+    from dog_breeds.model import network
+    from dog_breeds.serving import preprocess
 
     classes, size = recipe["classes"], recipe["image_size"]
     torch.manual_seed(recipe["seed"])
-    model = dog_model.build_model(classes, recipe["hidden_size"], recipe["dropout"])
+    model = network.build_model(classes, recipe["hidden_size"], recipe["dropout"])
 
     def tensors(photos) -> tuple[torch.Tensor, torch.Tensor]:
-        x = np.stack([fast_preprocess.to_model_input(im, size) for _, im in photos])
+        x = np.stack([preprocess.to_model_input(im, size) for _, im in photos])
         return torch.from_numpy(x), torch.tensor([label for label, _ in photos])
 
     train_x, train_y = tensors(render_photos(classes * recipe["head_train_per_class"], classes, 22))
@@ -142,24 +141,23 @@ def ensure_artifact(work: Path, rebuild: bool) -> Path:
     if not rebuild and cached.get("recipe") == wanted:
         return model_dir
 
-    import fast_preprocess
-    import fast_runtime
-    import model_artifact
-    import synthetic_dataset
+    from dog_breeds.artifact import store
+    from dog_breeds.data import synthetic
+    from dog_breeds.serving import preprocess, runtimes
 
     started = time.perf_counter()
     print(f"building the benchmark artifact in {model_dir} (once) ...", file=sys.stderr)
     shutil.rmtree(model_dir, ignore_errors=True)
     model, fit = fit_bench_model(RECIPE)
-    classes = [name.split(".", 1)[1] for name in synthetic_dataset.folder_names(RECIPE["classes"])]
-    model_artifact.save_artifact(
+    classes = [name.split(".", 1)[1] for name in synthetic.folder_names(RECIPE["classes"])]
+    store.save_artifact(
         model, model_dir, classes,
         hidden_size=RECIPE["hidden_size"], dropout=RECIPE["dropout"],
         image_size=RECIPE["image_size"],
-        mean=fast_preprocess.IMAGENET_MEAN, std=fast_preprocess.IMAGENET_STD,
+        mean=preprocess.IMAGENET_MEAN, std=preprocess.IMAGENET_STD,
         model_name="bench-resnet50",
     )  # fmt: skip
-    exported = fast_runtime.export_cpu_form(model, model_dir)
+    exported = runtimes.export_cpu_form(model, model_dir)
     fit["seconds"] = round(time.perf_counter() - started, 1)
     print(f"artifact: {fit}; CPU form: {exported}", file=sys.stderr)
     recipe_file.write_text(json.dumps({"recipe": wanted, "fit": fit}) + "\n")
@@ -183,14 +181,15 @@ class EagerPath:
     """The original project's serving path, in this (parent) process."""
 
     def __init__(self, model_dir: Path):
-        import fast_preprocess
-        import model_artifact
         import torch
 
-        config = model_artifact.load_config(model_dir)
+        from dog_breeds.artifact import store
+        from dog_breeds.serving import preprocess
+
+        config = store.load_config(model_dir)
         self.torch = torch
-        self.model = model_artifact.build_from_artifact(model_dir).eval()
-        self.transform = fast_preprocess.reference_transform(
+        self.model = store.build_from_artifact(model_dir).eval()
+        self.transform = preprocess.reference_transform(
             config["image_size"], config["mean"], config["std"]
         )
 
@@ -211,21 +210,21 @@ def child_serve(model_dir: Path, image_dir: Path, count: int) -> None:
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="serving child: %(message)s")
     started = time.perf_counter()
-    import endpoint_inference
+    from dog_breeds.serving import inference
 
     import_s = time.perf_counter() - started
     started = time.perf_counter()
-    model = endpoint_inference.model_fn(str(model_dir))
+    model = inference.model_fn(str(model_dir))
     load_s = time.perf_counter() - started
     blobs = [p.read_bytes() for p in sorted(image_dir.glob("*.jpg"))[:count]]
 
     def serve(blob: bytes) -> dict:
         t0 = time.perf_counter()
-        data = endpoint_inference.input_fn(blob, "image/jpeg")
+        data = inference.input_fn(blob, "image/jpeg")
         t1 = time.perf_counter()
-        prediction = endpoint_inference.predict_fn(data, model)
+        prediction = inference.predict_fn(data, model)
         t2 = time.perf_counter()
-        body = endpoint_inference.output_fn(prediction, "application/json")
+        body = inference.output_fn(prediction, "application/json")
         t3 = time.perf_counter()
         if isinstance(body, tuple):  # (body, content_type), as the toolkit also accepts
             body = body[0]
@@ -266,10 +265,9 @@ class ServedPath:
     """A fresh Python process that only loads and serves (its RSS and load time are honest)."""
 
     def __init__(self, model_dir: Path, image_dir: Path, count: int):
-        env = {**os.environ, "PYTHONPATH": str(TRAINING)}
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--child", str(model_dir), str(image_dir), str(count)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         self.ready = self._read()
 
@@ -328,15 +326,15 @@ def run_side_by_side(model_dir: Path, paths: list[Path]) -> tuple[dict, dict]:
 # ---------------------------------------------------------------------------- pre/post costs
 def preprocessing_costs(model_dir: Path, blobs: list[bytes]) -> dict:
     """Median ms per image for decoding and for each preprocessing implementation."""
-    import fast_preprocess
-    import image_decode
-    import model_artifact
     from PIL import Image
 
-    config = model_artifact.load_config(model_dir)
+    from dog_breeds.artifact import store
+    from dog_breeds.serving import image_decode, preprocess
+
+    config = store.load_config(model_dir)
     size, mean, std = config["image_size"], config["mean"], config["std"]
-    reference = fast_preprocess.reference_transform(size, mean, std)
-    resize = fast_preprocess.resize_size_for(size)
+    reference = preprocess.reference_transform(size, mean, std)
+    resize = preprocess.resize_size_for(size)
 
     def decode(blob: bytes):
         return image_decode.decode_image(blob, resize_size=resize)
@@ -358,7 +356,7 @@ def preprocessing_costs(model_dir: Path, blobs: list[bytes]) -> dict:
         ),
         "preprocess_torchvision_ms": median_ms(reference, images),
         "preprocess_fast_ms": median_ms(
-            lambda im: fast_preprocess.to_model_input(im, size, mean, std), images
+            lambda im: preprocess.to_model_input(im, size, mean, std), images
         ),
     }
 

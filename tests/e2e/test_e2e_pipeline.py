@@ -61,16 +61,14 @@ def test_a_key_with_spaces_plus_and_accents_is_classified(run):
 
 
 def test_top1_is_what_the_inference_script_gives_directly(run, served_model):
-    import endpoint_inference
+    from dog_breeds.serving import inference
 
     _, uploads, items = run
-    model = endpoint_inference.model_fn(str(served_model))
+    model = inference.model_fn(str(served_model))
     for upload in uploads:
         if upload.expect != "PREDICTED":
             continue
-        direct = endpoint_inference.predict_fn(
-            endpoint_inference.input_fn(upload.body, "image/jpeg"), model
-        )
+        direct = inference.predict_fn(inference.input_fn(upload.body, "image/jpeg"), model)
         best = direct["predictions"][0]
         item = items[upload.key]
         assert item["breed"] == best["breed"], upload.key

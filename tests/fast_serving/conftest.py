@@ -7,10 +7,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import fast_runtime
 import pytest
 import torch
 from fast_serving_helpers import IMAGE_SIZE, small_model, write_artifact
+
+from dog_breeds.serving import runtimes
 
 
 @dataclass
@@ -33,7 +34,7 @@ def exported_session(tmp_path_factory) -> tuple[Path, ExportObservations]:
     handle = model.register_forward_hook(lambda *_: calls.append(1))
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    assert fast_runtime.export_cpu_form(model, model_dir) == model_dir / "openvino"
+    assert runtimes.export_cpu_form(model, model_dir) == model_dir / "openvino"
     during = len(calls)
     training = model.training
     unchanged = all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

@@ -13,8 +13,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import dog_model
 import torch
+
+from dog_breeds.model import network
 
 IMAGE_SIZE = 64
 NUM_CLASSES = 4
@@ -23,7 +24,7 @@ NUM_CLASSES = 4
 def small_model(seed: int = 0) -> torch.nn.Module:
     """A real DogBreedNet with non-trivial BatchNorm statistics, so logits are not degenerate."""
     torch.manual_seed(seed)
-    model = dog_model.build_model(NUM_CLASSES, hidden_size=16, dropout=0.0)
+    model = network.build_model(NUM_CLASSES, hidden_size=16, dropout=0.0)
     # A few train-mode forwards give BatchNorm running statistics that are not the identity.
     model.train()
     with torch.no_grad():
@@ -37,7 +38,7 @@ def write_artifact(model_dir: Path, model: torch.nn.Module, image_size: int = IM
     torch.save(model.state_dict(), model_dir / "model.pth")
     version = hashlib.sha256((model_dir / "model.pth").read_bytes()).hexdigest()[:12]
     config = {
-        "architecture": dog_model.ARCHITECTURE,
+        "architecture": network.ARCHITECTURE,
         "num_classes": NUM_CLASSES,
         "hidden_size": 16,
         "dropout": 0.0,
@@ -56,7 +57,7 @@ def loader_for(model_dir: Path) -> Callable[[], torch.nn.Module]:
 
     def build() -> torch.nn.Module:
         build.calls += 1
-        model = dog_model.build_model(NUM_CLASSES, hidden_size=16, dropout=0.0)
+        model = network.build_model(NUM_CLASSES, hidden_size=16, dropout=0.0)
         model.load_state_dict(torch.load(model_dir / "model.pth", weights_only=True))
         return model.eval()
 

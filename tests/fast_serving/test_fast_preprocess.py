@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 
-import fast_preprocess
 import numpy as np
 import pytest
 from PIL import Image
+
+from dog_breeds.serving import preprocess
 
 
 def photo(width: int, height: int, mode: str = "RGB", seed: int = 0) -> Image.Image:
@@ -24,7 +25,7 @@ def jpeg(image: Image.Image) -> Image.Image:
 
 
 def reference(image: Image.Image, size: int) -> np.ndarray:
-    return fast_preprocess.reference_transform(size)(image.convert("RGB")).numpy()
+    return preprocess.reference_transform(size)(image.convert("RGB")).numpy()
 
 
 @pytest.mark.parametrize(
@@ -34,7 +35,7 @@ def reference(image: Image.Image, size: int) -> np.ndarray:
 @pytest.mark.parametrize("size", [224, 64])
 def test_same_tensor_as_torchvision_resize_crop_totensor_normalize(width, height, size):
     image = photo(width, height, seed=width + height)
-    got = fast_preprocess.to_model_input(image, size)
+    got = preprocess.to_model_input(image, size)
     expected = reference(image, size)
     assert got.shape == expected.shape == (3, size, size)
     assert got.dtype == np.float32 and got.flags["C_CONTIGUOUS"]
@@ -45,39 +46,39 @@ def test_same_tensor_as_torchvision_resize_crop_totensor_normalize(width, height
 def test_other_modes_are_converted_to_rgb_like_the_reference(mode):
     image = photo(320, 240, mode=mode, seed=3)
     np.testing.assert_allclose(
-        fast_preprocess.to_model_input(image, 224), reference(image, 224), rtol=0, atol=2e-6
+        preprocess.to_model_input(image, 224), reference(image, 224), rtol=0, atol=2e-6
     )
 
 
 def test_custom_normalisation_matches():
     image = photo(400, 300, seed=5)
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
-    got = fast_preprocess.to_model_input(image, 224, mean, std)
-    expected = fast_preprocess.reference_transform(224, mean, std)(image).numpy()
+    got = preprocess.to_model_input(image, 224, mean, std)
+    expected = preprocess.reference_transform(224, mean, std)(image).numpy()
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-6)
 
 
 def test_resize_size_is_the_classic_256_for_224():
-    assert fast_preprocess.resize_size_for(224) == 256
+    assert preprocess.resize_size_for(224) == 256
     with pytest.raises(ValueError, match="smaller than the crop"):
-        fast_preprocess.to_model_input(photo(300, 300), 224, resize_size=200)
+        preprocess.to_model_input(photo(300, 300), 224, resize_size=200)
 
 
 def test_draft_leaves_images_near_the_target_size_alone():
     image = jpeg(photo(1000, 750))  # short side 750 < 2 x 2 x 256: no reduction possible
-    fast_preprocess.draft_for_resize(image, 256)
+    preprocess.draft_for_resize(image, 256)
     image.load()
     assert image.size == (1000, 750)
 
 
 def test_draft_shrinks_a_large_jpeg_but_keeps_twice_the_resize_target():
     image = jpeg(photo(4032, 3024))
-    fast_preprocess.draft_for_resize(image, 256)
+    preprocess.draft_for_resize(image, 256)
     image.load()
     assert image.size == (1008, 756)  # libjpeg's 1/4 scale; 756 >= 2 x 256
     full = jpeg(photo(4032, 3024))
     full.load()
-    drafted = fast_preprocess.to_model_input(image, 224)
+    drafted = preprocess.to_model_input(image, 224)
     exact = reference(full, 224)
     # Not bit-identical (DCT-domain downscaling), but close: well under one 8-bit level on average.
     assert np.abs(drafted - exact).mean() < 0.02
@@ -87,6 +88,6 @@ def test_draft_ignores_formats_other_than_jpeg():
     buffer = io.BytesIO()
     photo(2048, 2048).save(buffer, "PNG")
     image = Image.open(io.BytesIO(buffer.getvalue()))
-    fast_preprocess.draft_for_resize(image, 256)
+    preprocess.draft_for_resize(image, 256)
     image.load()
     assert image.size == (2048, 2048)

@@ -9,11 +9,12 @@ import re
 import shutil
 import sys
 
-import fast_runtime
 import numpy as np
 import pytest
 import torch
 from fast_serving_helpers import IMAGE_SIZE, NUM_CLASSES, loader_for, small_model
+
+from dog_breeds.serving import runtimes
 
 
 def batch(n: int, seed: int = 1) -> np.ndarray:
@@ -44,8 +45,8 @@ def test_export_writes_an_fp32_ir_that_records_the_artifact(exported_artifact):
 
 def test_openvino_serves_when_its_ir_matches_and_agrees_with_pytorch(exported_artifact, caplog):
     build = loader_for(exported_artifact)
-    with caplog.at_level(logging.INFO, logger="fast_runtime"):
-        runtime = fast_runtime.select_runtime(exported_artifact, build)
+    with caplog.at_level(logging.INFO, logger="dog_breeds.serving.runtimes"):
+        runtime = runtimes.select_runtime(exported_artifact, build)
     assert runtime.name == "openvino"
     assert build.calls == 0, "the OpenVINO path must not load a second copy of the weights"
     assert "serving runtime: openvino" in caplog.text
@@ -58,7 +59,7 @@ def test_openvino_serves_when_its_ir_matches_and_agrees_with_pytorch(exported_ar
 
 
 def test_openvino_takes_any_batch_size(exported_artifact):
-    runtime = fast_runtime.select_runtime(exported_artifact, loader_for(exported_artifact))
+    runtime = runtimes.select_runtime(exported_artifact, loader_for(exported_artifact))
     for n in (3, 1, 5):
         x = batch(n, seed=n)
         np.testing.assert_allclose(
@@ -67,22 +68,22 @@ def test_openvino_takes_any_batch_size(exported_artifact):
 
 
 def test_openvino_runs_in_fp32_on_every_available_core(exported_artifact, monkeypatch):
-    monkeypatch.delenv(fast_runtime.MODEL_SERVER_WORKERS_ENV, raising=False)
-    runtime = fast_runtime.select_runtime(exported_artifact, loader_for(exported_artifact))
+    monkeypatch.delenv(runtimes.MODEL_SERVER_WORKERS_ENV, raising=False)
+    runtime = runtimes.select_runtime(exported_artifact, loader_for(exported_artifact))
     import openvino as ov
 
     compiled = runtime._compiled
     # bf16 is the CPU plugin's default where AVX512_BF16/AMX exist; it would break agreement.
     assert compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
-    assert compiled.get_property("INFERENCE_NUM_THREADS") == fast_runtime.available_cpus()
+    assert compiled.get_property("INFERENCE_NUM_THREADS") == runtimes.available_cpus()
     assert str(compiled.get_property("PERFORMANCE_HINT")).endswith("LATENCY")
 
 
 def test_falls_back_to_pytorch_when_openvino_does_not_import(artifact_copy, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "openvino", None)  # makes `import openvino` raise ImportError
     build = loader_for(artifact_copy)
-    with caplog.at_level(logging.INFO, logger="fast_runtime"):
-        runtime = fast_runtime.select_runtime(artifact_copy, build)
+    with caplog.at_level(logging.INFO, logger="dog_breeds.serving.runtimes"):
+        runtime = runtimes.select_runtime(artifact_copy, build)
     assert runtime.name == "pytorch" and build.calls == 1
     assert "openvino does not import" in runtime.reason
     assert re.search(r"serving runtime: pytorch \(fallback: openvino does not import", caplog.text)
@@ -92,8 +93,8 @@ def test_falls_back_to_pytorch_when_openvino_does_not_import(artifact_copy, monk
 
 def test_falls_back_to_pytorch_when_the_ir_is_missing(artifact_copy, caplog):
     shutil.rmtree(artifact_copy / "openvino")
-    with caplog.at_level(logging.INFO, logger="fast_runtime"):
-        runtime = fast_runtime.select_runtime(artifact_copy, loader_for(artifact_copy))
+    with caplog.at_level(logging.INFO, logger="dog_breeds.serving.runtimes"):
+        runtime = runtimes.select_runtime(artifact_copy, loader_for(artifact_copy))
     assert runtime.name == "pytorch"
     assert "no OpenVINO IR" in runtime.reason
     assert "serving runtime: pytorch (fallback: no OpenVINO IR" in caplog.text
@@ -110,7 +111,7 @@ def retrain(model_dir, other_weights) -> None:
 def test_falls_back_to_pytorch_when_the_ir_is_from_other_weights(artifact_copy, other_weights):
     # Retrained weights saved over the artifact without a new export: the IR is stale.
     retrain(artifact_copy, other_weights)
-    runtime = fast_runtime.select_runtime(artifact_copy, loader_for(artifact_copy))
+    runtime = runtimes.select_runtime(artifact_copy, loader_for(artifact_copy))
     assert runtime.name == "pytorch"
     assert "stale: model_version" in runtime.reason
     x = batch(1)
@@ -119,7 +120,7 @@ def test_falls_back_to_pytorch_when_the_ir_is_from_other_weights(artifact_copy, 
 
 def test_falls_back_when_weights_change_behind_the_configs_back(artifact_copy, other_weights):
     shutil.copyfile(other_weights, artifact_copy / "model.pth")  # config.json left as it was
-    runtime = fast_runtime.select_runtime(artifact_copy, loader_for(artifact_copy))
+    runtime = runtimes.select_runtime(artifact_copy, loader_for(artifact_copy))
     assert runtime.name == "pytorch"
     assert "stale: weights_sha256_12" in runtime.reason
 
@@ -128,13 +129,13 @@ def test_falls_back_when_the_image_size_changed(artifact_copy):
     config = json.loads((artifact_copy / "config.json").read_text())
     config["image_size"] = 96
     (artifact_copy / "config.json").write_text(json.dumps(config))
-    runtime = fast_runtime.select_runtime(artifact_copy, loader_for(artifact_copy))
+    runtime = runtimes.select_runtime(artifact_copy, loader_for(artifact_copy))
     assert runtime.name == "pytorch" and "stale: image_size" in runtime.reason
 
 
 def test_falls_back_when_the_ir_does_not_compile(artifact_copy):
     (artifact_copy / "openvino" / "model.xml").write_text("<net>not an IR</net>")
-    runtime = fast_runtime.select_runtime(artifact_copy, loader_for(artifact_copy))
+    runtime = runtimes.select_runtime(artifact_copy, loader_for(artifact_copy))
     assert runtime.name == "pytorch"
     assert "could not compile" in runtime.reason
 
@@ -148,7 +149,7 @@ def config_only_artifact(model_dir):
 def test_export_without_openvino_returns_none_and_writes_nothing(tmp_path, monkeypatch):
     model_dir = config_only_artifact(tmp_path / "model")
     monkeypatch.setitem(sys.modules, "openvino", None)
-    assert fast_runtime.export_cpu_form(torch.nn.Conv2d(3, 4, 3), model_dir) is None
+    assert runtimes.export_cpu_form(torch.nn.Conv2d(3, 4, 3), model_dir) is None
     assert not (model_dir / "openvino").exists()
 
 
@@ -167,23 +168,23 @@ def test_export_failure_never_raises_and_leaves_nothing_behind(tmp_path):
         def forward(self, x):
             raise RuntimeError("cannot trace me")
 
-    assert fast_runtime.export_cpu_form(Untraceable(), model_dir) is None
+    assert runtimes.export_cpu_form(Untraceable(), model_dir) is None
     assert not (model_dir / "openvino").exists()
     assert not (model_dir / ".openvino.tmp").exists()
 
 
 @pytest.mark.parametrize("quota, expected", [("max 100000", 2), ("100000 100000", 1)])
 def test_available_cpus_honours_a_cgroup_quota(monkeypatch, quota, expected):
-    monkeypatch.setattr(fast_runtime.os, "sched_getaffinity", lambda _pid: {0, 1})
-    monkeypatch.setattr(fast_runtime.Path, "read_text", lambda self: quota)
-    assert fast_runtime.available_cpus() == expected
+    monkeypatch.setattr(runtimes.os, "sched_getaffinity", lambda _pid: {0, 1})
+    monkeypatch.setattr(runtimes.Path, "read_text", lambda self: quota)
+    assert runtimes.available_cpus() == expected
 
 
 @pytest.mark.parametrize("workers, expected", [(None, 4), ("1", 4), ("2", 2), ("8", 1), ("x", 4)])
 def test_threads_are_shared_among_model_server_workers(monkeypatch, workers, expected):
-    monkeypatch.setattr(fast_runtime, "available_cpus", lambda: 4)
+    monkeypatch.setattr(runtimes, "available_cpus", lambda: 4)
     if workers is None:
-        monkeypatch.delenv(fast_runtime.MODEL_SERVER_WORKERS_ENV, raising=False)
+        monkeypatch.delenv(runtimes.MODEL_SERVER_WORKERS_ENV, raising=False)
     else:
-        monkeypatch.setenv(fast_runtime.MODEL_SERVER_WORKERS_ENV, workers)
-    assert fast_runtime.threads_per_worker() == expected
+        monkeypatch.setenv(runtimes.MODEL_SERVER_WORKERS_ENV, workers)
+    assert runtimes.threads_per_worker() == expected

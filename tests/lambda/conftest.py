@@ -190,16 +190,15 @@ def app_module(stack: StackInfo) -> Iterator[Any]:
     with pytest.MonkeyPatch.context() as mp:
         for name, value in stack.environment.items():
             mp.setenv(name, value)
-        import app
-        import upload_classify
-        from upload_endpoint import RetryPolicy
+        from classify_upload import classify, handler
+        from classify_upload.endpoint import RetryPolicy
 
-        mp.setattr(app, "SETTINGS", upload_classify.Settings.from_env())
+        mp.setattr(handler, "SETTINGS", classify.Settings.from_env())
         # Same backoff shape, milliseconds instead of seconds: the tests stay fast.
-        mp.setattr(app, "RETRY_POLICY", RetryPolicy(max_attempts=4, base_delay_s=0.005))
-        app.get_clients.cache_clear()
-        yield app
-        app.get_clients.cache_clear()
+        mp.setattr(handler, "RETRY_POLICY", RetryPolicy(max_attempts=4, base_delay_s=0.005))
+        handler.get_clients.cache_clear()
+        yield handler
+        handler.get_clients.cache_clear()
 
 
 @pytest.fixture

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from upload_endpoint import MAX_MODEL_FIELDS, MAX_MODEL_VALUE_CHARS
-from upload_errors import InvocationFailed
-from upload_images import MAX_REQUEST_BYTES
-from upload_table import MAX_ERROR_MESSAGE
 
+from classify_upload.endpoint import MAX_MODEL_FIELDS, MAX_MODEL_VALUE_CHARS
+from classify_upload.errors import InvocationFailed
+from classify_upload.images import MAX_REQUEST_BYTES
+from classify_upload.table import MAX_ERROR_MESSAGE
 from local.sagemaker_runtime import ContainerResponse, Fault
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")

@@ -8,11 +8,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import upload_images
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from PIL import Image
-from upload_classify import Settings, classify_storage_error
-from upload_endpoint import (
+
+from classify_upload import images
+from classify_upload.classify import Settings, classify_storage_error
+from classify_upload.endpoint import (
     MAX_MODEL_VALUE_CHARS,
     Prediction,
     RetryPolicy,
@@ -21,8 +22,8 @@ from upload_endpoint import (
     model_identity,
     parse_prediction,
 )
-from upload_errors import ConfigurationFailure, PermanentFailure, TransientFailure
-from upload_events import (
+from classify_upload.errors import ConfigurationFailure, PermanentFailure, TransientFailure
+from classify_upload.events import (
     SEQUENCER_WIDTH,
     UploadedObject,
     is_folder_marker,
@@ -31,8 +32,8 @@ from upload_events import (
     pad_sequencer,
     uploaded_objects,
 )
-from upload_images import downscale_jpeg, fit_request, sniff_content_type
-from upload_table import (
+from classify_upload.images import downscale_jpeg, fit_request, sniff_content_type
+from classify_upload.table import (
     MAX_ERROR_MESSAGE,
     STATUS_FAILED,
     STATUS_PREDICTED,
@@ -313,8 +314,8 @@ def test_settings_come_from_the_environment_with_defaults():
 
 
 def test_an_unexpected_error_keeps_the_event_and_spares_the_other_records():
-    from upload_classify import classify_event
-    from upload_clients import Clients
+    from classify_upload.classify import classify_event
+    from classify_upload.clients import Clients
 
     class FakeS3:
         def get_object(self, Bucket: str, Key: str, **kwargs: Any) -> dict[str, Any]:
@@ -361,9 +362,9 @@ def test_big_jpegs_are_decoded_at_a_reduced_scale_and_upright(monkeypatch):
     exif[0x0112] = 6
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, format="JPEG", exif=exif)
-    monkeypatch.setattr(upload_images, "DRAFT_MIN_PIXELS", 900_000)
+    monkeypatch.setattr(images, "DRAFT_MIN_PIXELS", 900_000)
 
-    image = upload_images.open_upright(out.getvalue())
+    image = images.open_upright(out.getvalue())
 
     assert image.size == (800, 1200)  # decoded at 1/2 scale, then rotated
     assert image.width * image.height >= 900_000

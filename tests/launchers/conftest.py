@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
-import launch
 import pytest
 import requests
-from launch_aws import RequestLog
 from launch_testkit import BUCKET, REGION, Run
 from moto.server import ThreadedMotoServer
+
+from training.launch import cli
+from training.launch.aws import RequestLog
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +68,7 @@ def run_launch(
         if common:
             args += ["--bucket", BUCKET, "--runs-dir", str(tmp_path / "runs")]
         capsys.readouterr()
-        rc = launch.main(args, boto_session=session)
+        rc = cli.main(args, boto_session=session)
         captured = capsys.readouterr()
         return Run(rc, captured.out, captured.err, log)
 

@@ -8,7 +8,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import Any
 
-from launch_aws import RequestLog
+from training.launch.aws import RequestLog
 
 REGION = "us-east-1"
 BUCKET = "launch-test-bucket"

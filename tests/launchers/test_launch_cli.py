@@ -9,9 +9,10 @@ import zipfile
 from pathlib import Path
 
 import boto3
-import launch
 import pytest
 from launch_testkit import BUCKET, ROLE
+
+from training.launch import cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,7 +90,7 @@ def test_missing_credentials_is_one_clear_line(run_launch, monkeypatch):
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     run = run_launch("teardown", "--endpoint-name", "dogs")
     assert run.rc == 2
-    assert run.err.startswith("launch.py teardown: error: no AWS credentials")
+    assert run.err.startswith("training.launch teardown: error: no AWS credentials")
     assert run.err.count("\n") == 1
 
 
@@ -112,7 +113,7 @@ def test_missing_region_is_one_clear_line(run_launch, monkeypatch):
 def test_aws_refusal_is_one_line_with_the_error_code(run_launch):
     run = run_launch("teardown", "--endpoint-name", "does-not-exist")
     assert run.rc == 2
-    assert run.err.startswith("launch.py teardown: error: AWS refused DescribeEndpoint:")
+    assert run.err.startswith("training.launch teardown: error: AWS refused DescribeEndpoint:")
     assert run.err.count("\n") == 1
 
 
@@ -127,7 +128,7 @@ def test_aws_refusal_is_one_line_with_the_error_code(run_launch):
 )
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        launch.main(argv)
+        cli.main(argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
@@ -149,19 +150,19 @@ def test_the_script_itself_prints_no_traceback(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEMAKER_ROLE"))}
     env.update(AWS_REGION="us-east-1", HOME=str(tmp_path), AWS_CONFIG_FILE=str(tmp_path / "none"))
     done = subprocess.run(
-        [sys.executable, "training/launch.py", "train", "--bucket", "b"],
+        [sys.executable, "-m", "training.launch", "train", "--bucket", "b"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "launch.py train: error: no SageMaker execution role: pass --role "
+        "training.launch train: error: no SageMaker execution role: pass --role "
         "arn:aws:iam::ACCOUNT:role/NAME or set SAGEMAKER_ROLE_ARN"
     ]
 
 
 def test_help_names_the_configuration_and_where_the_walk_through_is(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        launch.main(["--help"])
+        cli.main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     for name in ("SAGEMAKER_ROLE_ARN", "SAGEMAKER_BUCKET", "AWS_REGION", "runs/"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -12,13 +13,13 @@ from pathlib import Path
 
 import boto3
 import pytest
-from launch_endpoint import format_predictions, stage_code_dir
 from launch_testkit import BUCKET, REGION, ROLE, model_tarball, tar_names
-from serving_code import serving_modules
 
+from dog_breeds.artifact.serving_code import serving_modules
 from local.sagemaker_runtime import ContainerResponse, SageMakerRuntimeServer
+from training.launch.endpoint import format_predictions, stage_code_dir
 
-TRAINING_DIR = Path(__file__).resolve().parents[2] / "training"
+SOURCE_DIR = Path(__file__).resolve().parents[2] / "training" / "container"
 
 # The endpoint contract (DESIGN.md), as the model's container would answer it.
 ANSWER = {
@@ -47,15 +48,17 @@ class CannedContainer:
 
 
 def _assert_code_dir_stands_on_its_own(code_dir: Path, cwd: Path) -> None:
-    """The entry point imports only from code/ and installed packages, never from training/."""
+    """The entry point imports only from code/ (on PYTHONPATH, as the serving container puts it)
+    and installed packages, never from the repository's training/."""
     probe = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import endpoint_inference; "
+        "import sys; import endpoint_inference; "
         "print(sorted(n for n, m in list(sys.modules.items()) "
-        "if (getattr(m, '__file__', None) or '').startswith(sys.argv[2])))"
+        "if (getattr(m, '__file__', None) or '').startswith(sys.argv[1])))"
     )
+    env = {**os.environ, "PYTHONPATH": str(code_dir)}
     done = subprocess.run(
-        [sys.executable, "-I", "-c", probe, str(code_dir), str(TRAINING_DIR)],
-        cwd=cwd, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-s", "-c", probe, str(SOURCE_DIR.parent)],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
@@ -104,7 +107,7 @@ def test_train_deploy_teardown_on_ml_t2_medium(run_launch, tmp_path):
     with tarfile.open(fileobj=io.BytesIO(repacked)) as tar:
         member = next(m for m in tar.getmembers() if m.name.lstrip("./") == "code/requirements.txt")
         requirements = tar.extractfile(member).read()
-    assert requirements == (TRAINING_DIR / "requirements-serving.txt").read_bytes()
+    assert requirements == (SOURCE_DIR / "requirements-serving.txt").read_bytes()
     model_dir = _deployed_artifact(sm, "dogs-test", tmp_path / "deployed")
     _assert_code_dir_stands_on_its_own(model_dir / "code", tmp_path)
 
@@ -193,11 +196,39 @@ def test_code_dir_holds_the_entry_point_and_its_imports_only(tmp_path):
     assert (code / "requirements.txt").read_text() == "openvino==1\n"
 
 
+def test_code_dir_follows_dotted_and_relative_imports_into_packages(tmp_path):
+    source = tmp_path / "src"
+    (source / "pkg" / "sub").mkdir(parents=True)
+    (source / "pkg" / "unused").mkdir()
+    (source / "endpoint_inference.py").write_text("from pkg.sub.handlers import model_fn\n")
+    (source / "pkg" / "__init__.py").write_text("")
+    (source / "pkg" / "sub" / "__init__.py").write_text("")
+    handlers = "from . import decode\nfrom ..io import r\n"
+    (source / "pkg" / "sub" / "handlers.py").write_text(handlers)
+    (source / "pkg" / "sub" / "decode.py").write_text("import os\n")
+    (source / "pkg" / "io.py").write_text("def r():\n    import pkg.unused.x\n")
+    (source / "pkg" / "unused" / "__init__.py").write_text("")
+    (source / "pkg" / "unused" / "x.py").write_text("")
+    (source / "pkg" / "training.py").write_text("import torch\n")
+
+    code = stage_code_dir(tmp_path / "code", source)
+    assert sorted(p.relative_to(code).as_posix() for p in code.rglob("*.py")) == [
+        "endpoint_inference.py",
+        "pkg/__init__.py",
+        "pkg/io.py",
+        "pkg/sub/__init__.py",
+        "pkg/sub/decode.py",
+        "pkg/sub/handlers.py",
+        "pkg/unused/__init__.py",
+        "pkg/unused/x.py",
+    ]
+
+
 def test_the_real_code_dir_has_no_launcher_or_training_script(tmp_path):
     code = stage_code_dir(tmp_path / "code")
-    names = {p.name for p in code.iterdir()}
-    assert {"endpoint_inference.py", "requirements.txt"} <= names
-    assert not {n for n in names if n.startswith(("launch", "train.py"))}
+    names = {p.relative_to(code).as_posix() for p in code.rglob("*") if p.is_file()}
+    assert {"endpoint_inference.py", "requirements.txt", "dog_breeds/serving/inference.py"} <= names
+    assert not {n for n in names if n.startswith(("launch", "train.py", "dog_breeds/training"))}
 
 
 def test_predictions_are_formatted_best_first():

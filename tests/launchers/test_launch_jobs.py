@@ -6,9 +6,10 @@ import json
 import re
 
 import boto3
-from launch_jobs import decode_hyperparameter, train_hyperparameters
 from launch_testkit import BUCKET, REGION, ROLE
-from train_metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC, epoch_line
+
+from dog_breeds.training.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC, epoch_line
+from training.launch.jobs import decode_hyperparameter, train_hyperparameters
 
 
 def test_tune_sends_the_four_ranges_the_objective_and_its_regex(run_launch, tmp_path):

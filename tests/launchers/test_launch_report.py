@@ -8,17 +8,18 @@ from pathlib import Path
 
 import boto3
 import pytest
-import train
-from launch_report import rule_statuses
 from launch_testkit import BUCKET, ROLE
 from PIL import Image
+
+from dog_breeds.training import trainer
+from training.launch.report import rule_statuses
 
 
 @pytest.fixture(scope="module")
 def smdebug_dir(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What train.py's Debugger hook writes: 2 epochs from random init on the tiny dataset."""
     out = tmp_path_factory.mktemp("smdebug-run")
-    summary = train.main(
+    summary = trainer.main(
         [
             "--data-dir", str(tiny_dataset), "--model-dir", str(out / "model"),
             "--epochs", "2", "--pretrained", "false", "--batch_size", "32", "--image_size", "32",
@@ -115,7 +116,7 @@ def test_report_on_a_folder_without_debugger_output_says_so_instead_of_waiting(
     (tmp_path / "empty").mkdir()
     run = run_launch("report", "--trial", str(tmp_path / "empty"))
     assert run.rc == 2
-    assert run.err.startswith("launch.py report: error: no Debugger output at")
+    assert run.err.startswith("training.launch report: error: no Debugger output at")
     assert run.err.count("\n") == 1
 
 

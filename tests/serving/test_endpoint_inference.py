@@ -8,15 +8,16 @@ import json
 import warnings
 
 import bad_images
-import endpoint_inference as ei
-import image_decode
-import model_artifact
 import numpy as np
 import pytest
 import torch
-from dog_data import eval_transform
 from PIL import Image
 from sagemaker_inference.errors import GenericInferenceToolkitError
+
+from dog_breeds.artifact import store
+from dog_breeds.data.folders import eval_transform
+from dog_breeds.serving import image_decode
+from dog_breeds.serving import inference as ei
 
 
 class FakeContext:
@@ -45,10 +46,10 @@ def classify(served, body, content_type="image/jpeg", accept="application/json",
 
 
 def test_round_trip_top1_equals_the_in_memory_model(served, trained_artifact, test_images):
-    model = model_artifact.build_from_artifact(trained_artifact)
-    config = model_artifact.load_config(trained_artifact)
+    model = store.build_from_artifact(trained_artifact)
+    config = store.load_config(trained_artifact)
     transform = eval_transform(config["image_size"], config["mean"], config["std"])
-    classes = model_artifact.load_classes(trained_artifact)
+    classes = store.load_classes(trained_artifact)
     agree, correct = 0, 0
     for path in test_images:
         with Image.open(path) as image, torch.no_grad():
@@ -208,20 +209,20 @@ def test_a_top_k_beyond_the_classes_lists_every_class_once(served, test_images):
 def test_a_model_in_memory_and_its_saved_artifact_answer_alike(tmp_path, test_images):
     """save_artifact -> model_fn -> input_fn -> predict_fn -> output_fn gives what the model in
     memory gives, without train.py's arguments (config.json rebuilds the network)."""
-    import dog_data
-    import dog_model
+    from dog_breeds.data import folders
+    from dog_breeds.model import network
 
     torch.manual_seed(1)
-    model = dog_model.build_model(4, hidden_size=24, dropout=0.2).eval()
+    model = network.build_model(4, hidden_size=24, dropout=0.2).eval()
     with torch.no_grad():  # BatchNorm statistics as a trained network has them, not the defaults
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.1, 0.1)
                 module.running_var.uniform_(0.5, 1.5)
     classes = ["Beagle", "Boxer", "Collie", "Dachshund"]
-    model_artifact.save_artifact(
+    store.save_artifact(
         model, tmp_path, classes, hidden_size=24, dropout=0.2, image_size=48,
-        mean=dog_data.IMAGENET_MEAN, std=dog_data.IMAGENET_STD,
+        mean=folders.IMAGENET_MEAN, std=folders.IMAGENET_STD,
     )  # fmt: skip
     served = ei.model_fn(str(tmp_path))
     transform = eval_transform(48)

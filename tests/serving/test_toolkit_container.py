@@ -11,10 +11,10 @@ import sys
 import tarfile
 
 import bad_images
-import endpoint_inference as ei
-import model_artifact
 import pytest
 
+from dog_breeds.artifact import store
+from dog_breeds.serving import inference as ei
 from local.model_container import ToolkitContainer
 
 
@@ -71,13 +71,15 @@ def test_the_worker_survives_bad_input(container, test_images):
 
 def test_packaged_model_carries_self_contained_serving_code(trained_artifact, tmp_path):
     """model.tar.gz's code/ imports on its own, as in the container (no training/ on the path)."""
-    tar_path = model_artifact.package_model(trained_artifact, tmp_path / "model.tar.gz")
+    tar_path = store.package_model(trained_artifact, tmp_path / "model.tar.gz")
     with tarfile.open(tar_path) as tar:
         names = set(tar.getnames())
         tar.extractall(tmp_path / "model", filter="data")
     assert {"model.pth", "classes.json", "config.json", "code/endpoint_inference.py",
-            "code/image_decode.py", "code/requirements.txt"} <= names  # fmt: skip
-    assert not {"code/train.py", "code/synthetic_dataset.py"} & names
+            "code/dog_breeds/__init__.py", "code/dog_breeds/serving/image_decode.py",
+            "code/requirements.txt"} <= names  # fmt: skip
+    assert not {"code/train.py", "code/dog_breeds/data/synthetic.py",
+                "code/dog_breeds/training/trainer.py"} & names  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "model" / "code")}
     probe = "import endpoint_inference, sys; print(endpoint_inference.__file__)"
     out = subprocess.run(

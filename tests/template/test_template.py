@@ -125,7 +125,7 @@ def test_function_environment_is_exactly_what_the_handler_reads(deployed):
 def test_function_runtime_handler_limits(deployed, translated):
     config = deployed.function_configuration
     assert config["Runtime"] == "python3.12"
-    assert config["Handler"] == "app.lambda_handler"
+    assert config["Handler"] == "classify_upload.handler.lambda_handler"
     assert config["Timeout"] >= 120 and config["MemorySize"] >= 512
     assert deployed.reserved_concurrency == 3  # MaxConcurrency
     function = translated["Resources"]["ClassifyUploadFunction"]["Properties"]
@@ -293,8 +293,13 @@ def test_alarms_watch_function_errors_and_the_failure_queue(translated):
 def test_the_code_package_holds_the_handler_and_its_modules_only():
     package = zip_code(REPO_ROOT / "lambdas" / "classify_upload")
     names = set(zipfile.ZipFile(io.BytesIO(package)).namelist())
-    assert {"app.py", "requirements.txt", "upload_classify.py", "upload_table.py"} <= names
-    assert all(n == "app.py" or n == "requirements.txt" or n.startswith("upload_") for n in names)
+    assert {
+        "requirements.txt",
+        "classify_upload/__init__.py",
+        "classify_upload/handler.py",
+        "classify_upload/table.py",
+    } <= names
+    assert all(n == "requirements.txt" or n.startswith("classify_upload/") for n in names)
     requirements = (REPO_ROOT / "lambdas/classify_upload/requirements.txt").read_text()
     pins = dict(
         line.split("==") for line in requirements.splitlines() if line and not line.startswith("#")

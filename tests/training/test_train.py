@@ -1,4 +1,4 @@
-"""Training a model as a user does: ``train.main`` with SageMaker-style flags."""
+"""Training a model as a user does: ``trainer.main`` with SageMaker-style flags."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import train
-import train_metrics
-from synthetic_dataset import make_dataset
+
+from dog_breeds.data.synthetic import make_dataset
+from dog_breeds.training import metrics, trainer
 
 
 def run_train(args: list[str]) -> tuple[dict, str]:
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        summary = train.main(args)
+        summary = trainer.main(args)
     return summary, stdout.getvalue()
 
 
@@ -60,14 +60,14 @@ def test_metric_lines_are_read_by_the_launchers_regexes(tiny_training):
     """What SageMaker's metric definitions (and so the tuner's objective) extract from the log."""
     found = {
         d["Name"]: [float(v) for v in re.findall(d["Regex"], tiny_training.stdout)]
-        for d in train_metrics.METRIC_DEFINITIONS
+        for d in metrics.METRIC_DEFINITIONS
     }
     epochs = tiny_training.summary["epochs"]
     for name in ("train:loss", "train:accuracy", "valid:loss", "valid:accuracy"):
         assert len(found[name]) == epochs, name
     assert found["test:loss"] == [pytest.approx(tiny_training.summary["test_loss"], abs=1e-6)]
     assert found["test:accuracy"] == [pytest.approx(tiny_training.summary["test_accuracy"])]
-    assert train_metrics.OBJECTIVE_METRIC in found
+    assert metrics.OBJECTIVE_METRIC in found
     assert min(found["valid:loss"]) == pytest.approx(
         tiny_training.summary["best_valid_loss"], abs=1e-6
     )
@@ -89,7 +89,7 @@ def test_artifact_holds_weights_classes_and_config(trained_artifact):
 def test_sagemaker_environment_supplies_the_data_and_model_dirs(monkeypatch, tmp_path):
     monkeypatch.setenv("SM_CHANNEL_TRAINING", str(tmp_path / "data"))
     monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path / "model"))
-    args = train.parse_args(
+    args = trainer.parse_args(
         ["--lr", "3e-4", "--eps", "1e-9", "--weight_decay", "0.05", "--batch_size", "64",
          "--epochs", "2", "--hidden_size", "128", "--dropout", "0.2", "--pretrained", "True",
          "--unfreeze_stages", "1", "--sagemaker_program", "train.py"]
@@ -105,14 +105,14 @@ def test_sagemaker_environment_supplies_the_data_and_model_dirs(monkeypatch, tmp
                         ("False", False), ("0", False)]
 )  # fmt: skip
 def test_boolean_hyperparameters_accept_sagemaker_spellings(text, value):
-    assert train.str2bool(text) is value
+    assert trainer.str2bool(text) is value
 
 
 def test_missing_data_dir_outside_sagemaker_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("SM_CHANNEL_TRAINING", raising=False)
     monkeypatch.delenv("SM_MODEL_DIR", raising=False)
     with pytest.raises(SystemExit, match="--data-dir"):
-        train.parse_args([])
+        trainer.parse_args([])
 
 
 def test_checkpoints_resume_where_training_stopped(micro_dataset, tmp_path):
@@ -177,23 +177,23 @@ def test_smdebug_hook_comes_from_sagemakers_hook_config(monkeypatch, tmp_path):
             {"CollectionName": "losses", "CollectionParameters": {"save_interval": "1"}}
         ],
     }))  # fmt: skip
-    monkeypatch.setenv(train.SMDEBUG_CONFIG_ENV, str(config))
-    hook = train.create_debug_hook(None)
+    monkeypatch.setenv(trainer.SMDEBUG_CONFIG_ENV, str(config))
+    hook = trainer.create_debug_hook(None)
     assert hook is not None and hook.out_dir == str(tmp_path / "tensors")
 
 
 def test_without_hook_config_or_smdebug_training_says_the_hook_is_off(
     monkeypatch, tmp_path, caplog
 ):
-    monkeypatch.setenv(train.SMDEBUG_CONFIG_ENV, str(tmp_path / "absent.json"))
+    monkeypatch.setenv(trainer.SMDEBUG_CONFIG_ENV, str(tmp_path / "absent.json"))
     with caplog.at_level(logging.INFO, logger="train"):
-        assert train.create_debug_hook(None) is None
+        assert trainer.create_debug_hook(None) is None
     assert "smdebug hook off" in caplog.text
 
     caplog.clear()
     monkeypatch.setitem(sys.modules, "smdebug.pytorch", None)  # as if not installed
     with caplog.at_level(logging.INFO, logger="train"):
-        assert train.create_debug_hook(tmp_path / "out") is None
+        assert trainer.create_debug_hook(tmp_path / "out") is None
     assert "not importable" in caplog.text
 
 
@@ -205,7 +205,7 @@ def run_script(args: list[str], env: dict[str, str] | None = None):
     import subprocess
 
     return subprocess.run(
-        [sys.executable, "training/train.py", *args],
+        [sys.executable, "training/container/train.py", *args],
         cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
@@ -255,13 +255,13 @@ def test_a_dataset_in_another_layout_is_one_line(tmp_path):
 
 def test_unfreeze_stages_beyond_resnet50s_four_is_refused(monkeypatch, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        train.parse_args(["--data-dir", "d", "--model-dir", "m", "--unfreeze_stages", "5"])
+        trainer.parse_args(["--data-dir", "d", "--model-dir", "m", "--unfreeze_stages", "5"])
     assert "--unfreeze_stages: invalid choice: 5" in capsys.readouterr().err
 
 
 def test_unfreeze_stages_without_pretrained_says_it_does_nothing(caplog):
     with caplog.at_level(logging.WARNING, logger="train"):
-        train.parse_args(["--data-dir", "d", "--model-dir", "m", "--pretrained", "false",
+        trainer.parse_args(["--data-dir", "d", "--model-dir", "m", "--pretrained", "false",
                           "--unfreeze_stages", "2"])  # fmt: skip
     assert "no effect with --pretrained false" in caplog.text
 
@@ -273,14 +273,14 @@ def test_early_stopping_ships_the_epoch_with_the_lowest_valid_loss(
     artifact holds epoch 1's weights, not the last epoch's."""
     import torch
 
-    real_evaluate = train.evaluate
+    real_evaluate = trainer.evaluate
     rising = iter([1.0, 2.0, 3.0])
 
     def evaluate(model, loader, loss_fn, device, use_amp, desc):
         result = real_evaluate(model, loader, loss_fn, device, use_amp, desc)
-        return train.EpochResult(next(rising), result.accuracy) if "valid" in desc else result
+        return trainer.EpochResult(next(rising), result.accuracy) if "valid" in desc else result
 
-    monkeypatch.setattr(train, "evaluate", evaluate)
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
     checkpoints = tmp_path / "checkpoints"
     summary, stdout = run_train(
         micro_args(micro_dataset, tmp_path / "model", "--epochs", "10", "--patience", "1",
@@ -297,11 +297,12 @@ def test_early_stopping_ships_the_epoch_with_the_lowest_valid_loss(
 
 
 def test_training_requirements_keep_smdebug_alive_and_match_the_serving_openvino():
-    """SageMaker installs training/requirements.txt into the training container: smdebug needs
-    numpy<2 and protobuf<=3.20.3 (FACTS.md); the CPU form written there must be read by the
-    same OpenVINO that requirements-serving.txt puts into the serving container."""
-    training = (REPO / "training" / "requirements.txt").read_text().split()
-    serving = (REPO / "training" / "requirements-serving.txt").read_text().split()
+    """SageMaker installs training/container/requirements.txt into the training container:
+    smdebug needs numpy<2 (it calls ndarray.tostring) and protobuf<=3.20.3; the CPU form written
+    there must be read by the same OpenVINO that requirements-serving.txt puts into the serving
+    container."""
+    training = (REPO / "training" / "container" / "requirements.txt").read_text().split()
+    serving = (REPO / "training" / "container" / "requirements-serving.txt").read_text().split()
     assert {"smdebug==1.0.34", "numpy<2", "protobuf<=3.20.3"} <= set(training)
     openvino = [r for r in serving if r.startswith("openvino==")]
     assert openvino and set(openvino) <= set(training)

@@ -8,11 +8,12 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from upload_classify import EventSummary, Settings, classify_event
-from upload_clients import Clients, make_clients
-from upload_endpoint import RetryPolicy
-from upload_errors import InvocationFailed
-from upload_table import STATUS_FAILED, STATUS_PREDICTED
+
+from classify_upload.classify import EventSummary, Settings, classify_event
+from classify_upload.clients import Clients, make_clients
+from classify_upload.endpoint import RetryPolicy
+from classify_upload.errors import InvocationFailed
+from classify_upload.table import STATUS_FAILED, STATUS_PREDICTED
 
 logger = Logger()  # service name and level: POWERTOOLS_SERVICE_NAME, POWERTOOLS_LOG_LEVEL/LOG_LEVEL
 tracer = Tracer()

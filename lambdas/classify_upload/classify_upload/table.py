@@ -34,8 +34,9 @@ from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
-from upload_endpoint import Prediction
-from upload_events import UploadedObject
+
+from classify_upload.endpoint import Prediction
+from classify_upload.events import UploadedObject
 
 STATUS_PREDICTED = "PREDICTED"
 STATUS_FAILED = "FAILED"

@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import serving_code
-from launch_aws import Aws, LaunchError, s3_uri
+from dog_breeds.artifact import serving_code
+from training.launch.aws import Aws, LaunchError, s3_uri
 
-TRAINING_DIR = serving_code.TRAINING_DIR
+SOURCE_DIR = serving_code.SOURCE_DIR
 ENTRY_POINT = serving_code.ENTRY_POINT
 
 # The newest PyTorch inference image SageMaker SDK 2.257 knows (image_uri_config/pytorch.json).
@@ -31,7 +31,7 @@ CONTENT_TYPES = {
 
 def stage_code_dir(target: Path, source_dir: Path | None = None) -> Path:
     """code/ as the serving container wants it: entry point, its modules, requirements.txt."""
-    source_dir = source_dir or TRAINING_DIR
+    source_dir = source_dir or SOURCE_DIR
     entry = source_dir / ENTRY_POINT
     if not entry.exists():
         raise LaunchError(f"{entry} does not exist: nothing to serve")

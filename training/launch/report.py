@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from launch_aws import Aws, LaunchError, s3_uri, split_s3_uri
+from training.launch.aws import Aws, LaunchError, s3_uri, split_s3_uri
 
 LOSS_TENSOR_REGEX = "CrossEntropyLoss"
 

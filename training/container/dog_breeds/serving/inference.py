@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import fast_preprocess
-import fast_runtime
-import image_decode
-import model_artifact
 import numpy as np
 from PIL import Image
 from sagemaker_inference.errors import GenericInferenceToolkitError
+
+from dog_breeds.artifact import store
+from dog_breeds.serving import image_decode, preprocess, runtimes
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ DRAFT_RESIZE_SIZE = 256
 class ServedModel:
     """What model_fn loads: the runtime plus everything the response needs."""
 
-    runtime: fast_runtime.Runtime
+    runtime: runtimes.Runtime
     classes: list[str]
     image_size: int
     mean: list[float]
@@ -74,13 +73,11 @@ class ImageRequest:
 def model_fn(model_dir: str) -> ServedModel:
     image_decode.lower_pixel_limit()  # decompression bombs: see image_decode.MAX_IMAGE_PIXELS
     model_dir = Path(model_dir)
-    config = model_artifact.load_config(model_dir)
-    runtime = fast_runtime.select_runtime(
-        model_dir, lambda: model_artifact.build_from_artifact(model_dir)
-    )
+    config = store.load_config(model_dir)
+    runtime = runtimes.select_runtime(model_dir, lambda: store.build_from_artifact(model_dir))
     served = ServedModel(
         runtime=runtime,
-        classes=model_artifact.load_classes(model_dir),
+        classes=store.load_classes(model_dir),
         image_size=config["image_size"],
         mean=config["mean"],
         std=config["std"],
@@ -120,7 +117,7 @@ def input_fn(request_body: bytes | str, content_type: str, context: Any = None) 
 
 
 def predict_fn(data: ImageRequest, model: ServedModel) -> dict[str, Any]:
-    pixels = fast_preprocess.to_model_input(data.image, model.image_size, model.mean, model.std)
+    pixels = preprocess.to_model_input(data.image, model.image_size, model.mean, model.std)
     logits = model.runtime(pixels[np.newaxis])
     probabilities = softmax(logits)[0]
     top_k = resolve_top_k(data.top_k, len(model.classes))

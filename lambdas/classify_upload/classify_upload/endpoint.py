@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from upload_errors import ConfigurationFailure, PermanentFailure, TransientFailure, UploadFailure
+
+from classify_upload.errors import (
+    ConfigurationFailure,
+    PermanentFailure,
+    TransientFailure,
+    UploadFailure,
+)
 
 # Error codes that say "try again later", whatever their HTTP status.
 TRANSIENT_CODES = frozenset(

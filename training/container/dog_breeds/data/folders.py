@@ -13,12 +13,12 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import fast_preprocess
-import image_decode
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
+
+from dog_breeds.serving import image_decode, preprocess
 
 SPLITS = ("train", "valid", "test")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -106,10 +106,10 @@ def train_transform(image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD):
 
 
 def eval_transform(image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """Exactly the endpoint's preprocessing (fast_preprocess.to_model_input)."""
+    """Exactly the endpoint's preprocessing (preprocess.to_model_input)."""
 
     def transform(image: Image.Image) -> torch.Tensor:
-        return torch.from_numpy(fast_preprocess.to_model_input(image, image_size, mean, std))
+        return torch.from_numpy(preprocess.to_model_input(image, image_size, mean, std))
 
     return transform
 

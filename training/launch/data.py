@@ -7,7 +7,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from launch_aws import Aws, LaunchError, s3_uri
+from training.launch.aws import Aws, LaunchError, s3_uri
 
 SPLITS = ("train", "valid", "test")
 

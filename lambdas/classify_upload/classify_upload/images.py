@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
-from upload_errors import PermanentFailure
+
+from classify_upload.errors import PermanentFailure
 
 # InvokeEndpoint rejects larger request bodies (ValidationError).
 MAX_REQUEST_BYTES = 6_291_456

@@ -1,6 +1,6 @@
 """SageMaker launchers, one stage a command: upload, tune, train, deploy, invoke, report, teardown.
 
-    python training/launch.py <stage> [options] [--dry-run]
+    python -m training.launch <stage> [options] [--dry-run]
 
 Configuration: --region (AWS_REGION / AWS_DEFAULT_REGION), --bucket (SAGEMAKER_BUCKET, else the
 SDK's default bucket sagemaker-{region}-{account}), --role (SAGEMAKER_ROLE_ARN), --prefix (the S3
@@ -20,12 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-TRAINING_DIR = Path(__file__).resolve().parent
-if str(TRAINING_DIR) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(TRAINING_DIR))
-
-from launch_aws import DEFAULT_PREFIX, LaunchError, connect, resolve_role  # noqa: E402
-from launch_endpoint import DEFAULT_ENDPOINT_NAME  # noqa: E402
+from training.launch.aws import DEFAULT_PREFIX, LaunchError, connect, resolve_role
+from training.launch.endpoint import DEFAULT_ENDPOINT_NAME
 
 STAGES = ("upload", "tune", "train", "deploy", "invoke", "report", "teardown")
 
@@ -113,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     summary, _, details = __doc__.partition("\n\n")
     parser = CliParser(
-        prog="launch.py",
+        prog="python -m training.launch",
         description=summary,
         epilog=details.strip("\n"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -183,28 +179,28 @@ def _saved_training_job(args: argparse.Namespace) -> str | None:
 
 
 def _hyperparameters_from_flags(args: argparse.Namespace) -> dict[str, Any]:
-    from launch_jobs import HYPERPARAMETER_NAMES
+    from training.launch.jobs import HYPERPARAMETER_NAMES
 
     return {n: getattr(args, n) for n in HYPERPARAMETER_NAMES if getattr(args, n, None) is not None}
 
 
 def _job_options(args: argparse.Namespace, aws: Any) -> dict[str, Any]:
-    import launch_jobs
-    from launch_data import default_data_uri
+    from training.launch import jobs
+    from training.launch.data import default_data_uri
 
     # An explicit flag beats the environment: --cpu must not be overridden by a GPU default.
     instance = args.instance_type or (
-        launch_jobs.CPU_TRAINING_INSTANCE
+        jobs.CPU_TRAINING_INSTANCE
         if args.cpu
-        else os.environ.get("SAGEMAKER_TRAINING_INSTANCE") or launch_jobs.GPU_TRAINING_INSTANCE
+        else os.environ.get("SAGEMAKER_TRAINING_INSTANCE") or jobs.GPU_TRAINING_INSTANCE
     )
     return {
         "role": resolve_role(args.role),
         "data_uri": args.data or default_data_uri(aws.bucket, args.prefix),
         "prefix": args.prefix,
         "instance_type": instance,
-        "framework_version": args.framework_version or launch_jobs.TRAINING_FRAMEWORK_VERSION,
-        "py_version": args.py_version or launch_jobs.TRAINING_PY_VERSION,
+        "framework_version": args.framework_version or jobs.TRAINING_FRAMEWORK_VERSION,
+        "py_version": args.py_version or jobs.TRAINING_PY_VERSION,
     }
 
 
@@ -218,22 +214,22 @@ def run(args: argparse.Namespace, boto_session: Any = None) -> Any:
     aws = connect(args.region, args.bucket, args.dry_run, boto_session=boto_session)
 
     if args.stage == "upload":
-        from launch_data import default_data_uri, upload_dataset
+        from training.launch.data import default_data_uri, upload_dataset
 
         upload_dataset(aws, args.source, args.to or default_data_uri(aws.bucket, args.prefix))
 
     elif args.stage == "tune":
-        import launch_jobs
+        from training.launch import jobs
 
         best_file = args.runs_dir / "best_hyperparameters.json"
         if args.attach:
-            launch_jobs.save_best(aws, args.attach, best_file)
+            jobs.save_best(aws, args.attach, best_file)
             return aws
-        launch_jobs.tune(
+        jobs.tune(
             aws,
             **_job_options(args, aws),
             static_hyperparameters={
-                **launch_jobs.DEFAULT_HYPERPARAMETERS,
+                **jobs.DEFAULT_HYPERPARAMETERS,
                 **_hyperparameters_from_flags(args),
             },
             max_jobs=args.max_jobs,
@@ -243,22 +239,22 @@ def run(args: argparse.Namespace, boto_session: Any = None) -> Any:
         )
 
     elif args.stage == "train":
-        import launch_jobs
+        from training.launch import jobs
 
         best_file = args.runs_dir / "best_hyperparameters.json"
         if args.tuning_job:
-            best = launch_jobs.best_of_tuning_job(aws, args.tuning_job)["hyperparameters"]
+            best = jobs.best_of_tuning_job(aws, args.tuning_job)["hyperparameters"]
             source = f"tuning job {args.tuning_job}"
         else:
-            best = launch_jobs.load_best_hyperparameters(best_file)
+            best = jobs.load_best_hyperparameters(best_file)
             source = str(best_file) if best else "defaults (no tuning results found)"
         hyperparameters = {
-            **launch_jobs.DEFAULT_HYPERPARAMETERS,
+            **jobs.DEFAULT_HYPERPARAMETERS,
             **best,
             **_hyperparameters_from_flags(args),
         }
         print(f"hyperparameters from {source}: {json.dumps(hyperparameters, sort_keys=True)}")
-        launch_jobs.train(
+        jobs.train(
             aws,
             **_job_options(args, aws),
             hyperparameters=hyperparameters,
@@ -270,7 +266,7 @@ def run(args: argparse.Namespace, boto_session: Any = None) -> Any:
         )
 
     elif args.stage == "deploy":
-        import launch_endpoint
+        from training.launch import endpoint
 
         model_data = args.model_data
         if not model_data:
@@ -279,9 +275,9 @@ def run(args: argparse.Namespace, boto_session: Any = None) -> Any:
                 raise LaunchError(
                     "deploy needs --training-job NAME or --model-data s3://.../model.tar.gz"
                 )
-            model_data = launch_endpoint.model_data_of(aws, job)
+            model_data = endpoint.model_data_of(aws, job)
         with tempfile.TemporaryDirectory(prefix="endpoint-code-") as tmp:
-            launch_endpoint.deploy(
+            endpoint.deploy(
                 aws,
                 role=resolve_role(args.role),
                 model_data=model_data,
@@ -290,23 +286,20 @@ def run(args: argparse.Namespace, boto_session: Any = None) -> Any:
                 instance_type=args.instance_type,
                 wait=args.wait,
                 staging_dir=Path(tmp) / "code",
-                framework_version=args.framework_version
-                or launch_endpoint.INFERENCE_FRAMEWORK_VERSION,
-                py_version=args.py_version or launch_endpoint.INFERENCE_PY_VERSION,
+                framework_version=args.framework_version or endpoint.INFERENCE_FRAMEWORK_VERSION,
+                py_version=args.py_version or endpoint.INFERENCE_PY_VERSION,
             )
 
     elif args.stage == "invoke":
-        import launch_endpoint
+        from training.launch import endpoint
 
-        launch_endpoint.invoke(
-            aws, endpoint_name=args.endpoint_name, image=args.image, top_k=args.top_k
-        )
+        endpoint.invoke(aws, endpoint_name=args.endpoint_name, image=args.image, top_k=args.top_k)
 
     elif args.stage == "report":
-        import launch_report
+        from training.launch import report
 
         job = args.training_job or (None if args.trial else _saved_training_job(args))
-        launch_report.report(
+        report.report(
             aws,
             training_job=job,
             trial_path=args.trial,
@@ -314,9 +307,9 @@ def run(args: argparse.Namespace, boto_session: Any = None) -> Any:
         )
 
     elif args.stage == "teardown":
-        import launch_endpoint
+        from training.launch import endpoint
 
-        launch_endpoint.teardown(aws, endpoint_name=args.endpoint_name)
+        endpoint.teardown(aws, endpoint_name=args.endpoint_name)
     return aws
 
 
@@ -363,13 +356,13 @@ def main(argv: list[str] | None = None, boto_session: Any = None) -> int:
         from sagemaker.exceptions import UnexpectedStatusException
 
         if isinstance(err, UnexpectedStatusException):  # a job or endpoint ended Failed
-            print(f"launch.py {args.stage}: failed: {_one_line(err)}", file=sys.stderr)
+            print(f"training.launch {args.stage}: failed: {_one_line(err)}", file=sys.stderr)
             return 1
         if isinstance(err, LaunchError | BotoCoreError | ClientError | ValueError | OSError):
             hint = ""
             if args.dry_run and isinstance(err, EndpointConnectionError):
                 hint = " (a dry run still sends the reads a stage needs: Describe*, Get*, List*)"
-            print(f"launch.py {args.stage}: error: {_one_line(err)}{hint}", file=sys.stderr)
+            print(f"training.launch {args.stage}: error: {_one_line(err)}{hint}", file=sys.stderr)
             return 2
         raise
     if args.dry_run:

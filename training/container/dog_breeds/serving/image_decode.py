@@ -2,7 +2,7 @@
 
 ``decode_image`` turns request bytes into an RGB ``PIL.Image`` or raises ``BadImage`` with the HTTP
 status the caller should see (400 not an image, 413 too large, 415 unsupported format).
-Resizing and normalising is ``fast_preprocess.to_model_input``, shared by training's evaluation
+Resizing and normalising is ``preprocess.to_model_input``, shared by training's evaluation
 and serving.
 """
 
@@ -11,9 +11,10 @@ from __future__ import annotations
 import io
 import warnings
 
-import fast_preprocess
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from dog_breeds.serving import preprocess
 
 # InvokeEndpoint's own request limit; nothing larger can reach a real endpoint.
 MAX_BODY_BYTES = 6_291_456
@@ -76,7 +77,7 @@ def decode_image(data: bytes, resize_size: int | None = None) -> Image.Image:
             if getattr(image, "n_frames", 1) > 1:
                 image.seek(0)  # animations: the first frame stands for the image
             if resize_size:
-                fast_preprocess.draft_for_resize(image, resize_size)
+                preprocess.draft_for_resize(image, resize_size)
             image.load()
             return to_upright_rgb(image)
         except BadImage:
@@ -125,4 +126,4 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 # The endpoint's resize/crop/normalise is fast_preprocess's; re-exported for existing callers.
-to_model_input = fast_preprocess.to_model_input
+to_model_input = preprocess.to_model_input

@@ -10,23 +10,24 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
-from upload_clients import Clients
-from upload_endpoint import RetryPolicy, invoke_endpoint
-from upload_errors import (
+
+from classify_upload.clients import Clients
+from classify_upload.endpoint import RetryPolicy, invoke_endpoint
+from classify_upload.errors import (
     ConfigurationFailure,
     PermanentFailure,
     TransientFailure,
     UploadFailure,
 )
-from upload_events import (
+from classify_upload.events import (
     UploadedObject,
     is_folder_marker,
     is_test_event,
     is_under_prefix,
     uploaded_objects,
 )
-from upload_images import fit_request
-from upload_table import failed_item, predicted_item, put_if_newer
+from classify_upload.images import fit_request
+from classify_upload.table import failed_item, predicted_item, put_if_newer
 
 logger = Logger(child=True)
 

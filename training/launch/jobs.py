@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from launch_aws import Aws, LaunchError, s3_uri
-from train_metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYPE
-
-TRAINING_DIR = Path(__file__).resolve().parent
+from dog_breeds.artifact.serving_code import SOURCE_DIR
+from dog_breeds.training.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYPE
+from training.launch.aws import Aws, LaunchError, s3_uri
 
 # train.py's hyperparameters (issue 4); nothing else is passed or saved.
 HYPERPARAMETER_NAMES = (
@@ -24,7 +23,8 @@ HYPERPARAMETER_NAMES = (
     "unfreeze_stages",
 )
 # What a job gets unless the best-hyperparameters file or a flag says otherwise. Pretrained with
-# the last residual stage unfrozen: the public reports in FACTS.md put that ~9 points ahead.
+# the last residual stage unfrozen: public dogImages reports put that ~9 points ahead of a frozen
+# backbone (89.6 % vs 80.6 %), with the best learning rates near 1e-4.
 DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
     "lr": 1e-4,
     "eps": 1e-8,
@@ -106,7 +106,8 @@ def build_estimator(
     framework_version: str = TRAINING_FRAMEWORK_VERSION,
     py_version: str = TRAINING_PY_VERSION,
 ) -> Any:
-    """A PyTorch estimator running training/train.py; Debugger and Profiler only when debugged."""
+    """A PyTorch estimator running ``training/container/train.py``; Debugger and Profiler only
+    when debugged."""
     from sagemaker.debugger import (
         CollectionConfig,
         DebuggerHookConfig,
@@ -156,7 +157,7 @@ def build_estimator(
 
     return PyTorch(
         entry_point="train.py",
-        source_dir=str(TRAINING_DIR),
+        source_dir=str(SOURCE_DIR),
         role=role,
         framework_version=framework_version,
         py_version=py_version,
@@ -231,7 +232,7 @@ def tune(
     if wait:
         save_best(aws, job_name, best_file)
     else:
-        print(f"  when it completes: python training/launch.py tune --attach {job_name}")
+        print(f"  when it completes: python -m training.launch tune --attach {job_name}")
     return job_name
 
 

@@ -1,6 +1,6 @@
 """The model artifact: what ``SM_MODEL_DIR`` holds after training and ``model_fn`` loads.
 
-model.pth     state_dict of dog_model.DogBreedNet
+model.pth     state_dict of network.DogBreedNet
 classes.json  ordered class names (folder names without the numeric prefix)
 config.json   enough to rebuild the network without train.py's arguments (CONFIG_KEYS)
 openvino/     CPU-optimised form, written by fast_runtime.export_cpu_form (optional)
@@ -15,9 +15,10 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-import dog_model
-import serving_code
 import torch
+
+from dog_breeds.artifact import serving_code
+from dog_breeds.model import network
 
 WEIGHTS_FILE = "model.pth"
 CLASSES_FILE = "classes.json"
@@ -68,7 +69,7 @@ def save_artifact(
     (model_dir / CLASSES_FILE).write_text(json.dumps(list(classes), indent=1) + "\n")
     config = {
         "format_version": FORMAT_VERSION,
-        "architecture": dog_model.ARCHITECTURE,
+        "architecture": network.ARCHITECTURE,
         "num_classes": len(classes),
         "hidden_size": hidden_size,
         "dropout": dropout,
@@ -88,7 +89,7 @@ def load_config(model_dir: Path) -> dict[str, Any]:
     missing = [k for k in CONFIG_KEYS if k not in config]
     if missing:
         raise ValueError(f"{model_dir}/{CONFIG_FILE} lacks {missing}")
-    if config["architecture"] != dog_model.ARCHITECTURE:
+    if config["architecture"] != network.ARCHITECTURE:
         raise ValueError(f"unknown architecture {config['architecture']!r}")
     return config
 
@@ -100,7 +101,7 @@ def load_classes(model_dir: Path) -> list[str]:
 def build_from_artifact(model_dir: Path) -> torch.nn.Module:
     """The trained network, on the CPU, in eval mode."""
     config = load_config(model_dir)
-    model = dog_model.build_model(
+    model = network.build_model(
         config["num_classes"], config["hidden_size"], config["dropout"], pretrained=False
     )
     state = torch.load(Path(model_dir) / WEIGHTS_FILE, map_location="cpu", weights_only=True)

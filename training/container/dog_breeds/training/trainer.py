@@ -1,11 +1,13 @@
-"""Train the dog-breed classifier: the SageMaker PyTorch entry point, and the same on a laptop.
+"""Train the dog-breed classifier: what the SageMaker entry point ``train.py`` runs, and the same
+on a laptop.
 
-    python training/train.py --data-dir dogImages --model-dir model --epochs 10 --pretrained true
+    python training/container/train.py --data-dir dogImages --model-dir model --epochs 10 \
+        --pretrained true
 
 Hyperparameters arrive as SageMaker passes them (``--name value``); the data comes from the
 ``training`` channel (SM_CHANNEL_TRAINING, holding train/ valid/ test/), the artifact goes to
-SM_MODEL_DIR (see model_artifact.py). stdout carries one metric line per epoch, a test line, and
-last of all one JSON summary line.
+SM_MODEL_DIR (see ``dog_breeds.artifact.store``). stdout carries one metric line per epoch, a test
+line, and last of all one JSON summary line.
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dog_data
-import dog_model
-import fast_runtime
-import model_artifact
 import numpy as np
 import torch
-import train_metrics
 from torch import nn
+
+from dog_breeds.artifact import store
+from dog_breeds.data import folders
+from dog_breeds.model import network
+from dog_breeds.serving import runtimes
+from dog_breeds.training import metrics
 
 log = logging.getLogger("train")
 
@@ -86,7 +89,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--unfreeze_stages",
         type=int,
         default=0,
-        choices=range(len(dog_model.STAGES) + 1),
+        choices=range(len(network.STAGES) + 1),
         help="with --pretrained, also train the top N residual stages (layer4 first)",
     )
     p.add_argument("--image_size", type=int, default=224)
@@ -107,12 +110,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--amp", type=str2bool, default=True, help="mixed precision (GPU only)")
-    p.add_argument("--model_name", default=model_artifact.DEFAULT_MODEL_NAME)
+    p.add_argument("--model_name", default=store.DEFAULT_MODEL_NAME)
     p.add_argument(
         "--cpu_form",
         type=str2bool,
         default=True,
-        help="also export the CPU-optimised serving form (fast_runtime.export_cpu_form)",
+        help="also export the CPU-optimised serving form (runtimes.export_cpu_form)",
     )
     p.add_argument(
         "--smdebug-dir",
@@ -278,7 +281,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     use_amp = args.amp and device.type == "cuda"
 
-    data = dog_data.load_splits(args.data_dir, args.image_size)
+    data = folders.load_splits(args.data_dir, args.image_size)
     num_classes = len(data.classes)
     log.info(
         "%d classes; %d/%d/%d train/valid/test images; device %s, amp %s",
@@ -290,22 +293,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         use_amp,
     )
     loaders = {
-        "train": dog_data.make_loader(data.train, args.batch_size, True, args.num_workers),
-        "valid": dog_data.make_loader(data.valid, args.batch_size, False, args.num_workers),
-        "test": dog_data.make_loader(data.test, args.batch_size, False, args.num_workers),
+        "train": folders.make_loader(data.train, args.batch_size, True, args.num_workers),
+        "valid": folders.make_loader(data.valid, args.batch_size, False, args.num_workers),
+        "test": folders.make_loader(data.test, args.batch_size, False, args.num_workers),
     }
 
-    model = dog_model.build_model(
+    model = network.build_model(
         num_classes, args.hidden_size, args.dropout, args.pretrained, args.unfreeze_stages
     ).to(device)
-    trainable, total = dog_model.count_parameters(model)
+    trainable, total = network.count_parameters(model)
     log.info("parameters: %d trainable of %d", trainable, total)
-    weights = (
-        dog_data.class_weights(data.train.targets, num_classes) if args.class_weights else None
-    )
+    weights = folders.class_weights(data.train.targets, num_classes) if args.class_weights else None
     loss_fn = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
     optimizer = torch.optim.AdamW(
-        dog_model.trainable_parameters(model),
+        network.trainable_parameters(model),
         lr=args.lr,
         eps=args.eps,
         weight_decay=args.weight_decay,
@@ -357,7 +358,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         valid = evaluate(model, loaders["valid"], loss_fn, device, use_amp, f"epoch {epoch} valid")
         seconds = time.perf_counter() - epoch_started
         print(
-            train_metrics.epoch_line(
+            metrics.epoch_line(
                 epoch, args.epochs, train.loss, train.accuracy, valid.loss, valid.accuracy, seconds
             ),
             flush=True,
@@ -403,18 +404,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     test = evaluate(model, loaders["test"], loss_fn, device, use_amp, "test")
     if hook is not None:
         hook.close()
-    print(train_metrics.test_line(test.loss, test.accuracy), flush=True)
+    print(metrics.test_line(test.loss, test.accuracy), flush=True)
 
     model = model.cpu().eval()
-    config = model_artifact.save_artifact(
+    config = store.save_artifact(
         model,
         args.model_dir,
         data.classes,
         hidden_size=args.hidden_size,
         dropout=args.dropout,
         image_size=args.image_size,
-        mean=dog_data.IMAGENET_MEAN,
-        std=dog_data.IMAGENET_STD,
+        mean=folders.IMAGENET_MEAN,
+        std=folders.IMAGENET_STD,
         model_name=args.model_name,
         extra={
             "trained": {
@@ -427,7 +428,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             }
         },
     )
-    cpu_form = fast_runtime.export_cpu_form(model, Path(args.model_dir)) if args.cpu_form else None
+    cpu_form = runtimes.export_cpu_form(model, Path(args.model_dir)) if args.cpu_form else None
 
     summary = {
         "test_accuracy": test.accuracy,
@@ -459,14 +460,5 @@ def cli(argv: list[str] | None = None) -> None:
     layout) ends it with one line on stderr, not a traceback."""
     try:
         main(argv)
-    except (dog_model.PretrainedWeightsUnavailable, dog_data.DatasetError) as exc:
+    except (network.PretrainedWeightsUnavailable, folders.DatasetError) as exc:
         raise SystemExit(f"train.py: error: {exc}") from None
-
-
-if __name__ == "__main__":
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    cli(sys.argv[1:])

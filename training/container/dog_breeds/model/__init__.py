@@ -1,0 +1,1 @@
+"""The network: torchvision ResNet50 (optionally pretrained) plus two fully connected layers."""

@@ -1,0 +1,1 @@
+"""Serving in the SageMaker PyTorch inference container: decode, preprocess, runtimes, handlers."""

@@ -1,0 +1,1 @@
+"""Training in the SageMaker training container: the loop, checkpoints, Debugger, metrics."""
