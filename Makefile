@@ -21,12 +21,13 @@ REQUIREMENTS := requirements/dev.txt lambdas/classify_upload/requirements.txt \
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install test lint format demo local bench validate build deploy clean
+.PHONY: help install test test-fast lint format demo local bench validate build deploy clean
 
 help:
 	@echo "make demo    train a small model, run the whole system offline, print the results"
 	@echo "make local   start the offline stack and leave it running"
 	@echo "make test    lint, then the test suite (installs into .venv first)"
+	@echo "make test-fast   the unit tests only (seconds)"
 	@echo "make bench   CPU serving benchmark: eager PyTorch vs the served path (JSON)"
 	@echo "make deploy  sam build + sam deploy --guided (the SAM CLI goes into .venv/tools/sam)"
 
@@ -71,14 +72,18 @@ format: $(STAMP)
 test: install lint
 	$(VENV)/bin/pytest
 
+# The unit tests only (pure functions, no servers, no training run): seconds, for your own loop.
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -q tests/unit
+
 # Options pass through, e.g. make demo ARGS="--data-dir dogImages --train-args '--pretrained true'"
 ARGS ?=
 
 demo: $(STAMP)
-	$(PY) -m local.demo $(ARGS)
+	$(PY) -m local demo $(ARGS)
 
 local: $(STAMP)
-	$(PY) -m local.stack $(ARGS)
+	$(PY) -m local up $(ARGS)
 
 bench: $(STAMP)
 	$(PY) tests/benchmarks/bench_serving.py

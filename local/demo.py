@@ -1,147 +1,82 @@
 """The whole system, end to end, on one machine: what `make demo` runs.
 
-    python -m local.demo [--data-dir DOGIMAGES] [--epochs N] [--workdir DIR] [--keep-running]
+    python -m local demo [--data-dir DOGIMAGES] [--epochs N] [--workdir DIR] [--keep-running]
 
-1. dataset   a small generated set in the dogImages layout (or ``--data-dir``)
+1. dataset   the small default (``local.tiny``) in the dogImages layout, or ``--data-dir``
 2. train     ``training/container/train.py`` from random init (subprocess; its progress is shown)
 3. package   ``model.tar.gz`` as SageMaker stores it, extracted again for the endpoint
 4. stack     moto + ``template.yaml`` + the endpoint + the S3 trigger (``local.stack``)
 5. upload    the test split plus bad files, through the S3 API
 6. results   wait until every upload has its item, read the table, score it
-The last line printed is one JSON object; the exit status is 0 only if every upload is accounted
-for (an item each, with the status expected of it).
+Training runs in a subprocess, the function in the stack's worker processes, everything else in
+this process. The last line printed is one JSON object; the exit status is 0 only if every upload
+is accounted for (an item each, with the status expected of it).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
+import shlex
 import shutil
-import subprocess
 import sys
-import tarfile
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TRAIN_SCRIPT = REPO_ROOT / "training" / "container" / "train.py"
-DEFAULT_WORKDIR = REPO_ROOT / "runs" / "demo"
-# The embedded default (the tests' tiny set): 4 classes, 24/6/6 images of 64 px; from random init
-# about 1-2 s an epoch on 2 idle cores, test accuracy near 1.0 (chance: 0.25).
-DEFAULT_CLASSES = 4
-DEFAULT_PER_CLASS = (24, 6, 6)
-DEFAULT_IMAGE_SIZE = 64
-DEFAULT_EPOCHS = 8
+from local import tiny
+from local.signals import terminate_on_sigterm, wait_for_interrupt
+from local.stack import LocalStack
+from local.uploads import (
+    Upload,
+    bad_uploads,
+    format_table,
+    progress_printer,
+    summarize,
+    upload_all,
+    uploads_from_test_split,
+    wait_for_items,
+)
+
+DEFAULT_WORKDIR = tiny.REPO_ROOT / "runs" / "demo"
 
 
 def say(message: str) -> None:
     print(message, flush=True)
 
 
-def make_default_dataset(root: Path, seed: int = 0) -> Path:
-    from dog_breeds.data.synthetic import make_dataset
+class StageClock:
+    """Seconds per stage, printed as each stage ends, and the total since the clock started."""
 
-    if root.exists():
-        shutil.rmtree(root)
-    return make_dataset(root, DEFAULT_CLASSES, DEFAULT_PER_CLASS, DEFAULT_IMAGE_SIZE, seed)
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._started = time.perf_counter()
 
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        # Recorded only when the stage succeeds: a failure ends the demo with its traceback.
+        t0 = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - t0, 2)
+        say(f"[{name}] {self.seconds[name]:.1f} s")
 
-def train(data_dir: Path, model_dir: Path, epochs: int, extra: list[str] | None = None) -> dict:
-    """Run ``training/container/train.py`` as a user would, streaming its progress; returns its
-    summary."""
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    command = [
-        sys.executable,
-        str(TRAIN_SCRIPT),
-        "--data-dir",
-        str(data_dir),
-        "--model-dir",
-        str(model_dir),
-        "--epochs",
-        str(epochs),
-        *(extra or []),
-    ]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", SAGEMAKER_SUPPRESS_V2_WARNING="1")
-    say("  $ " + " ".join(command[1:]))
-    last = ""
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    ) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            if line.strip():
-                last = line
-                say("  | " + line)
-    if proc.returncode != 0:
-        raise RuntimeError(f"train.py exited with {proc.returncode}")
-    try:
-        return json.loads(last)
-    except json.JSONDecodeError as exc:
-        raise RuntimeError(f"train.py's last line is not its JSON summary: {last!r}") from exc
-
-
-def package(model_dir: Path, tar_path: Path) -> Path:
-    """``model.tar.gz`` exactly as the SageMaker PyTorch serving container gets it."""
-    from dog_breeds.artifact.store import package_model
-
-    return package_model(model_dir, tar_path)
-
-
-def extract(tar_path: Path, dest: Path) -> Path:
-    """What SageMaker does before serving: untar into ``/opt/ml/model``."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    with tarfile.open(tar_path) as tar:
-        tar.extractall(dest, filter="data")
-    return dest
-
-
-def ensure_model(workdir: Path, model: Path | None = None, epochs: int | None = None) -> Path:
-    """A servable model dir for ``make local``: ``model`` (dir or tar), WORKDIR's, or train one."""
-    serving = workdir / "serving" / "model"
-    if model is not None:
-        return extract(model, serving) if model.is_file() else model
-    tar_path = workdir / "model.tar.gz"
-    if not tar_path.exists():
-        say(f"no model in {workdir}: training the small default first")
-        data_dir = make_default_dataset(workdir / "data")
-        train(data_dir, workdir / "model", epochs or DEFAULT_EPOCHS, default_train_args())
-        package(workdir / "model", tar_path)
-    return extract(tar_path, serving)
-
-
-def default_train_args(image_size: int = DEFAULT_IMAGE_SIZE) -> list[str]:
-    # From random init the whole network must train (a frozen random backbone stays at chance).
-    return [
-        "--pretrained",
-        "false",
-        "--image_size",
-        str(image_size),
-        "--batch_size",
-        "16",
-        "--num_workers",
-        "0",
-        "--patience",
-        "3",
-    ]
+    def stop(self) -> None:
+        self.seconds["total"] = round(time.perf_counter() - self._started, 2)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m local.demo", description="Train, deploy and use the system offline."
+        prog="python -m local demo", description="Train, deploy and use the system offline."
     )
     parser.add_argument(
         "--data-dir",
         type=Path,
         help="a dataset in the dogImages layout (train/ valid/ test/) instead of the generated one",
     )
-    parser.add_argument("--epochs", type=int, default=None, help=f"default {DEFAULT_EPOCHS}")
+    parser.add_argument("--epochs", type=int, default=None, help=f"default {tiny.EPOCHS}")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument(
         "--model", type=Path, help="serve this model dir or model.tar.gz; skip training"
@@ -161,119 +96,139 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """The demo's stages; returns the final summary (without printing it)."""
-    import shlex
-
-    from local.stack import LocalStack, wait_for_interrupt
-    from local.uploads import (
-        bad_uploads,
-        format_table,
-        progress_printer,
-        summarize,
-        upload_all,
-        uploads_from_test_split,
-        wait_for_items,
-    )
-
-    workdir: Path = args.workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    seconds: dict[str, float] = {}
-    started = time.perf_counter()
-
-    def stage(name: str, t0: float) -> None:
-        seconds[name] = round(time.perf_counter() - t0, 2)
-        say(f"[{name}] {seconds[name]:.1f} s")
-
-    t = time.perf_counter()
-    if args.data_dir:
-        data_dir = args.data_dir.resolve()
+def prepare_dataset(data_dir: Path | None, workdir: Path) -> Path:
+    """Stage 1: ``--data-dir`` as given, else the small default generated into the workdir."""
+    if data_dir:
+        data_dir = data_dir.resolve()
         say(f"== 1/6 dataset: {data_dir}")
     else:
         say("== 1/6 dataset: generating the small default (dogImages layout)")
-        data_dir = make_default_dataset(workdir / "data")
+        data_dir = tiny.make_dataset(workdir / "data")
     counts = {s: sum(1 for _ in (data_dir / s).glob("*/*")) for s in ("train", "valid", "test")}
     say(f"  {data_dir}: {counts}")
-    stage("dataset", t)
+    return data_dir
 
-    t = time.perf_counter()
-    train_summary: dict[str, Any] = {}
+
+def train_model(
+    args: argparse.Namespace, data_dir: Path, workdir: Path
+) -> tuple[Path, dict[str, Any]]:
+    """Stage 2: the model to serve (``--model``, or one trained now) and train.py's summary."""
     if args.model:
         say(f"== 2/6 train: skipped, serving {args.model}")
-        model_source = args.model.resolve()
-    else:
-        epochs = args.epochs or DEFAULT_EPOCHS
-        say(f"== 2/6 train: training/container/train.py, {epochs} epochs from random init")
-        extra = default_train_args() if not args.data_dir else []
-        extra += shlex.split(args.train_args or "")
-        train_summary = train(data_dir, workdir / "model", epochs, extra)
-        model_source = workdir / "model"
-    stage("train", t)
+        return args.model.resolve(), {}
+    epochs = args.epochs or tiny.EPOCHS
+    say(f"== 2/6 train: training/container/train.py, {epochs} epochs from random init")
+    # The recipe is made for the default dataset; a user's dataset gets train.py's defaults.
+    extra = list(tiny.RECIPE) if not args.data_dir else []
+    extra += shlex.split(args.train_args or "")
+    summary = tiny.train(data_dir, workdir / "model", epochs, extra)
+    return workdir / "model", summary
 
-    t = time.perf_counter()
+
+def package_model(model_source: Path, workdir: Path) -> Path:
+    """Stage 3: ``model.tar.gz`` (unless given one), extracted where the endpoint loads it."""
     say("== 3/6 package: model.tar.gz")
     if model_source.is_file():
         tar_path = model_source
     else:
-        tar_path = package(model_source, workdir / "model.tar.gz")
-    model_dir = extract(tar_path, workdir / "serving" / "model")
+        tar_path = tiny.package(model_source, workdir / "model.tar.gz")
+    model_dir = tiny.extract(tar_path, workdir / "serving" / "model")
     say(f"  {tar_path} ({tar_path.stat().st_size / 1e6:.1f} MB) → {model_dir}")
-    stage("package", t)
+    return model_dir
 
-    t = time.perf_counter()
+
+def start_stack(model_dir: Path, log_dir: Path, running: contextlib.ExitStack) -> LocalStack:
+    """Stage 4: the stack, left running until ``running`` closes."""
     say("== 4/6 stack: moto + template.yaml + endpoint + S3 trigger")
-    log_dir = workdir / "logs"
     shutil.rmtree(log_dir, ignore_errors=True)
-    with LocalStack(model_dir, log_dir=log_dir) as stack:
-        assert stack.facts is not None
-        say("  " + stack.describe().replace("\n", "\n  "))
-        say(f"  function logs: {log_dir}/sandbox-*.log")
-        stage("stack", t)
+    stack = running.enter_context(LocalStack(model_dir, log_dir=log_dir))
+    assert stack.facts is not None
+    say("  " + stack.describe().replace("\n", "\n  "))
+    say(f"  function logs: {log_dir}/sandbox-*.log")
+    return stack
 
-        t = time.perf_counter()
-        prefix = stack.facts.function.environment.get("UPLOAD_PREFIX", "uploads/")
-        good = uploads_from_test_split(data_dir, prefix, args.uploads_per_class)
-        if not good:
-            raise RuntimeError(f"no test images under {data_dir / 'test'}")
-        uploads = good + bad_uploads(good[0], prefix)
-        say(f"== 5/6 upload: {len(good)} test images + {len(uploads) - len(good)} bad files")
-        upload_all(stack.client("s3"), stack.facts.bucket, uploads)
-        stage("upload", t)
 
-        t = time.perf_counter()
-        say("== 6/6 results: waiting for one item per upload")
-        table = stack.table()
-        timeout = args.timeout or 60 + 2.0 * len(uploads)
-        items = wait_for_items(
-            table,
-            stack.facts.bucket,
-            [u.key for u in uploads],
-            timeout,
-            progress_printer("  results"),
-            # Nothing queued, retrying or running: what has no item by now never will (lost).
-            settled=lambda: stack.wait_idle(1.0),
-        )
-        stage("results", t)
+def upload(stack: LocalStack, data_dir: Path, per_class: int | None) -> list[Upload]:
+    """Stage 5: the test split (at most ``per_class`` a class), then the bad files."""
+    assert stack.facts is not None
+    prefix = stack.facts.function.environment.get("UPLOAD_PREFIX", "uploads/")
+    good = uploads_from_test_split(data_dir, prefix, per_class)
+    if not good:
+        raise RuntimeError(f"no test images under {data_dir / 'test'}")
+    uploads = good + bad_uploads(good[0], prefix)
+    say(f"== 5/6 upload: {len(good)} test images + {len(uploads) - len(good)} bad files")
+    upload_all(stack.client("s3"), stack.facts.bucket, uploads)
+    return uploads
+
+
+def collect_results(
+    stack: LocalStack, uploads: list[Upload], timeout: float | None
+) -> dict[str, Any]:
+    """Stage 6: one item per upload, or what is still missing once nothing is left to run."""
+    assert stack.facts is not None
+    say("== 6/6 results: waiting for one item per upload")
+    return wait_for_items(
+        stack.table(),
+        stack.facts.bucket,
+        [u.key for u in uploads],
+        timeout or 60 + 2.0 * len(uploads),
+        progress_printer("  results"),
+        # Nothing queued, retrying or running: what has no item by now never will (lost).
+        settled=lambda: stack.wait_idle(1.0),
+    )
+
+
+def report(
+    stack: LocalStack, summary: dict[str, Any], failure_records: list[dict[str, Any]]
+) -> None:
+    """The table of uploads and what the function did, as the user reads them."""
+    assert stack.facts is not None
+    say("")
+    say(format_table(summary["rows"]))
+    say("")
+    invoker = stack.invoker.stats if stack.invoker else None
+    say(
+        f"function: {invoker.invocations} invocations, {invoker.retries} async retries, "
+        f"{invoker.cold_starts} cold starts, max concurrency {invoker.max_concurrency_seen}"
+        f" (cap {stack.facts.function.reserved_concurrency}); "
+        f"failure queue: {len(failure_records)} records"
+    )
+
+
+def keep_running(stack: LocalStack, example_breed: str) -> None:
+    """``--keep-running``: print the CLI lines, wait for Ctrl-C (the demo then ends normally)."""
+    say("\n" + "\n".join(stack.cli_lines(example_breed)))
+    say("\nStack left running (--keep-running). Ctrl-C to stop.")
+    try:
+        wait_for_interrupt()
+    except KeyboardInterrupt:
+        say("\nstopping")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The demo's stages; returns the final summary (without printing it)."""
+    workdir: Path = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    clock = StageClock()
+    with clock.stage("dataset"):
+        data_dir = prepare_dataset(args.data_dir, workdir)
+    with clock.stage("train"):
+        model_source, train_summary = train_model(args, data_dir, workdir)
+    with clock.stage("package"):
+        model_dir = package_model(model_source, workdir)
+    with contextlib.ExitStack() as running:
+        with clock.stage("stack"):
+            stack = start_stack(model_dir, workdir / "logs", running)
+        with clock.stage("upload"):
+            uploads = upload(stack, data_dir, args.uploads_per_class)
+        with clock.stage("results"):
+            items = collect_results(stack, uploads, args.timeout)
         summary = summarize(uploads, items)
         failure_records = stack.failure_records()
-        say("")
-        say(format_table(summary["rows"]))
-        say("")
-        invoker = stack.invoker.stats if stack.invoker else None
-        say(
-            f"function: {invoker.invocations} invocations, {invoker.retries} async retries, "
-            f"{invoker.cold_starts} cold starts, max concurrency {invoker.max_concurrency_seen}"
-            f" (cap {stack.facts.function.reserved_concurrency}); "
-            f"failure queue: {len(failure_records)} records"
-        )
-        seconds["total"] = round(time.perf_counter() - started, 2)  # not the time kept running
+        report(stack, summary, failure_records)
+        clock.stop()  # the total leaves out the time kept running
         if args.keep_running:
-            say("\n" + "\n".join(stack.cli_lines(good[0].true_class or "Some_breed")))
-            say("\nStack left running (--keep-running). Ctrl-C to stop.")
-            try:
-                wait_for_interrupt()
-            except KeyboardInterrupt:
-                say("\nstopping")
+            keep_running(stack, uploads[0].true_class or "Some_breed")
     return {
         "uploaded": summary["uploaded"],
         "items": summary["items"],
@@ -284,13 +239,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "accuracy": summary["accuracy"],
         "train_test_accuracy": train_summary.get("test_accuracy"),
         "failure_queue": len(failure_records),
-        "seconds": seconds,
+        "seconds": clock.seconds,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    from local.stack import terminate_on_sigterm
-
+    """``python -m local demo``: run the stages, print the summary and then its JSON line."""
     args = parse_args(argv)
     with terminate_on_sigterm():
         try:
@@ -311,7 +265,3 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(json.dumps(result), flush=True)
     return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,8 +6,10 @@ retry logic run unchanged against it (point ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME
 It also speaks the serving container's own contract, ``GET /ping`` and ``POST /invocations``
 (first endpoint). A container is any object with ``ping()`` and ``invoke(...)`` (``Container``).
 
-Concurrency is bounded by ``max_workers``, as one ml.t2.medium instance serves one request at a
-time per worker; faults can be injected for tests (``inject_fault``).
+It runs in the process that starts it (``local.stack``: the main one), each request in a thread
+of its own, calling the containers in that process. Concurrency is bounded by ``max_workers``, as
+one ml.t2.medium instance serves one request at a time per worker; faults can be injected for
+tests (``inject_fault``).
 """
 
 from __future__ import annotations
@@ -149,8 +151,7 @@ class SageMakerRuntimeServer:
         self._faults = _FaultSchedule()
         self._log_lock = threading.Lock()
         self.invocations: list[Invocation] = []
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
-        self._httpd.daemon_threads = True
+        self._httpd = _HTTPServer((host, port), self)
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -221,134 +222,145 @@ class SageMakerRuntimeServer:
             except Exception as exc:  # a crashing container is the model's 500, not ours
                 return ContainerResponse(500, f"container raised {exc!r}".encode(), "text/plain")
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+class _HTTPServer(ThreadingHTTPServer):
+    """The listening socket; each request runs ``_Handler`` in a thread of its own, which finds
+    the ``SageMakerRuntimeServer`` it answers for as ``self.server.runtime``."""
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # quiet: tests and the demo print what matters
+    daemon_threads = True  # a request still in a container must not keep the process alive
 
-            def _read_body(self) -> bytes:
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
+    def __init__(self, address: tuple[str, int], runtime: SageMakerRuntimeServer) -> None:
+        super().__init__(address, _Handler)
+        self.runtime = runtime
 
-            def _send(
-                self, status: int, body: bytes, content_type: str, extra: Mapping[str, str] = {}
-            ) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("x-amzn-RequestId", f"local-{time.monotonic_ns()}")
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
 
-            def _send_error(self, fault: Fault, endpoint: str) -> None:
-                payload: dict[str, object] = {"message": fault.message}
-                if fault.original_status is not None:
-                    payload = {
-                        "ErrorCode": "CLIENT_ERROR_FROM_MODEL"
-                        if fault.original_status < 500
-                        else "SERVER_ERROR_FROM_MODEL",
-                        "Message": (
-                            f"Received {'client' if fault.original_status < 500 else 'server'}"
-                            f" error ({fault.original_status}) from primary with message "
-                            f'"{fault.message}". See https://{REGION}.console.aws.amazon.com/'
-                            f"cloudwatch/home?region={REGION}#logEventViewer:group="
-                            f"/aws/sagemaker/Endpoints/{endpoint} in account {ACCOUNT_ID} "
-                            "for more information."
-                        ),
-                        "OriginalStatusCode": fault.original_status,
-                        "OriginalMessage": fault.message,
-                        "LogStreamArn": (
-                            f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:"
-                            f"/aws/sagemaker/Endpoints/{endpoint}"
-                        ),
-                    }
-                self._send(
-                    fault.status,
-                    json.dumps(payload).encode(),
-                    "application/json",
-                    {"x-amzn-ErrorType": f"{fault.code}:http://internal.amazon.com/coral/"},
-                )
+class _Handler(BaseHTTPRequestHandler):
+    """One HTTP request: the container contract (``/ping``, ``/invocations``) or InvokeEndpoint
+    (``/endpoints/<name>/invocations``), answered with the SageMaker runtime's status codes and
+    error shapes."""
 
-            def do_GET(self) -> None:
-                if self.path.rstrip("/") == "/ping":
-                    healthy = all(c.ping() for c in server.endpoints.values())
-                    self._send(200 if healthy else 503, b"", "application/json")
-                else:
-                    self._send(404, b"", "text/plain")
+    protocol_version = "HTTP/1.1"
+    server: _HTTPServer
 
-            def do_POST(self) -> None:
-                body = self._read_body()
-                path = self.path.split("?", 1)[0]
-                parts = path.strip("/").split("/")
-                if path.rstrip("/") == "/invocations":
-                    # The container contract: what SageMaker itself calls inside the instance.
-                    if not server.endpoints:
-                        self._send(503, b"no model", "text/plain")
-                        return
-                    container = next(iter(server.endpoints.values()))
-                    answer = server._call_container(container, body, self.headers)
-                    self._send(answer.status, answer.body, answer.content_type)
-                    return
-                if len(parts) != 3 or parts[0] != "endpoints" or parts[2] != "invocations":
-                    self._send(404, b"", "text/plain")
-                    return
-                self._invoke_endpoint(unquote(parts[1]), body)
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # quiet: tests and the demo print what matters
 
-            def _invoke_endpoint(self, name: str, body: bytes) -> None:
-                started = time.perf_counter()
-                content_type = self.headers.get("Content-Type") or "application/octet-stream"
-                attributes = self.headers.get(CUSTOM_ATTRIBUTES_HEADER)
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
 
-                def record(status: int, code: str | None) -> None:
-                    server._record(
-                        Invocation(
-                            name,
-                            len(body),
-                            content_type,
-                            attributes,
-                            status,
-                            code,
-                            time.perf_counter() - started,
-                        )
-                    )
+    def _send(
+        self, status: int, body: bytes, content_type: str, extra: Mapping[str, str] = {}
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-amzn-RequestId", f"local-{time.monotonic_ns()}")
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
 
-                container = server.endpoints.get(name)
-                if container is None:
-                    fault = Fault(
-                        "ValidationError",
-                        400,
-                        f"Endpoint {name} of account {ACCOUNT_ID} not found.",
-                    )
-                elif len(body) > MAX_REQUEST_BYTES:
-                    fault = Fault(
-                        "ValidationError",
-                        400,
-                        f"Request body of {len(body)} bytes exceeds the limit of "
-                        f"{MAX_REQUEST_BYTES} bytes.",
-                    )
-                else:
-                    fault = server._faults.take(name)
-                if fault is not None:
-                    if fault.delay_s:
-                        time.sleep(fault.delay_s)
-                    # Logged before answering: a caller that got the answer sees the log entry.
-                    record(fault.status, fault.code)
-                    self._send_error(fault, name)
-                    return
-                answer = server._call_container(container, body, self.headers)
-                if answer.status != 200:
-                    message = answer.body.decode("utf-8", "replace")
-                    record(424, "ModelError")
-                    self._send_error(Fault.model_error(answer.status, message), name)
-                    return
-                extra = {"x-Amzn-Invoked-Production-Variant": "AllTraffic"}
-                record(200, None)
-                self._send(200, answer.body, answer.content_type, extra)
+    def _send_error(self, fault: Fault, endpoint: str) -> None:
+        payload: dict[str, object] = {"message": fault.message}
+        if fault.original_status is not None:
+            payload = _model_error_payload(fault, endpoint)
+        self._send(
+            fault.status,
+            json.dumps(payload).encode(),
+            "application/json",
+            {"x-amzn-ErrorType": f"{fault.code}:http://internal.amazon.com/coral/"},
+        )
 
-        return Handler
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/ping":
+            healthy = all(c.ping() for c in self.server.runtime.endpoints.values())
+            self._send(200 if healthy else 503, b"", "application/json")
+        else:
+            self._send(404, b"", "text/plain")
+
+    def do_POST(self) -> None:
+        runtime = self.server.runtime
+        body = self._read_body()
+        path = self.path.split("?", 1)[0]
+        parts = path.strip("/").split("/")
+        if path.rstrip("/") == "/invocations":
+            # The container contract: what SageMaker itself calls inside the instance.
+            if not runtime.endpoints:
+                self._send(503, b"no model", "text/plain")
+                return
+            container = next(iter(runtime.endpoints.values()))
+            answer = runtime._call_container(container, body, self.headers)
+            self._send(answer.status, answer.body, answer.content_type)
+            return
+        if len(parts) != 3 or parts[0] != "endpoints" or parts[2] != "invocations":
+            self._send(404, b"", "text/plain")
+            return
+        self._invoke_endpoint(unquote(parts[1]), body)
+
+    def _invoke_endpoint(self, name: str, body: bytes) -> None:
+        runtime = self.server.runtime
+        started = time.perf_counter()
+        content_type = self.headers.get("Content-Type") or "application/octet-stream"
+        attributes = self.headers.get(CUSTOM_ATTRIBUTES_HEADER)
+
+        def record(status: int, code: str | None) -> None:
+            seconds = time.perf_counter() - started
+            runtime._record(
+                Invocation(name, len(body), content_type, attributes, status, code, seconds)
+            )
+
+        container = runtime.endpoints.get(name)
+        # An invalid request never reaches the fault schedule (it would use up an injection).
+        fault = _validation_fault(name, container, body) or runtime._faults.take(name)
+        if fault is not None:
+            if fault.delay_s:
+                time.sleep(fault.delay_s)
+            # Logged before answering: a caller that got the answer sees the log entry.
+            record(fault.status, fault.code)
+            self._send_error(fault, name)
+            return
+        assert container is not None  # a missing endpoint is a validation fault
+        answer = runtime._call_container(container, body, self.headers)
+        if answer.status != 200:
+            message = answer.body.decode("utf-8", "replace")
+            record(424, "ModelError")
+            self._send_error(Fault.model_error(answer.status, message), name)
+            return
+        extra = {"x-Amzn-Invoked-Production-Variant": "AllTraffic"}
+        record(200, None)
+        self._send(200, answer.body, answer.content_type, extra)
+
+
+def _validation_fault(name: str, container: Container | None, body: bytes) -> Fault | None:
+    """What the SageMaker runtime rejects before any model sees the request."""
+    if container is None:
+        return Fault("ValidationError", 400, f"Endpoint {name} of account {ACCOUNT_ID} not found.")
+    if len(body) > MAX_REQUEST_BYTES:
+        return Fault(
+            "ValidationError",
+            400,
+            f"Request body of {len(body)} bytes exceeds the limit of {MAX_REQUEST_BYTES} bytes.",
+        )
+    return None
+
+
+def _model_error_payload(fault: Fault, endpoint: str) -> dict[str, object]:
+    """The body of a ModelError: the container's own status and message, wrapped as AWS does."""
+    assert fault.original_status is not None
+    side = "client" if fault.original_status < 500 else "server"
+    return {
+        "ErrorCode": f"{side.upper()}_ERROR_FROM_MODEL",
+        "Message": (
+            f"Received {side} error ({fault.original_status}) from primary with message "
+            f'"{fault.message}". See https://{REGION}.console.aws.amazon.com/'
+            f"cloudwatch/home?region={REGION}#logEventViewer:group="
+            f"/aws/sagemaker/Endpoints/{endpoint} in account {ACCOUNT_ID} "
+            "for more information."
+        ),
+        "OriginalStatusCode": fault.original_status,
+        "OriginalMessage": fault.message,
+        "LogStreamArn": (
+            f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/{endpoint}"
+        ),
+    }

@@ -1,8 +1,9 @@
 """The offline stack: the whole system on loopback, no AWS account, no Docker.
 
-    python -m local.stack [--model PATH] [--workdir runs/demo]     (what `make local` runs)
+    python -m local up [--model PATH] [--workdir runs/demo]     (what `make local` runs)
 
-What runs, all in this process except the function's sandboxes:
+``LocalStack`` is also what ``python -m local demo`` and the end-to-end tests start. What runs,
+all in this process except the function's sandboxes:
 - a moto server (S3, DynamoDB, SQS, CloudFormation, Lambda metadata) with ``template.yaml``
   deployed into it by ``local.deploy_template`` (names, environment, limits from the template);
 - the endpoint: ``local.sagemaker_runtime.SageMakerRuntimeServer`` serving the model artifact
@@ -10,9 +11,11 @@ What runs, all in this process except the function's sandboxes:
 - the trigger: the bucket notifies an SQS queue with the template's filter and
   ``local.trigger.S3EventPump`` hands each event to ``local.lambda_runtime.AsyncInvoker``, which
   runs ``classify_upload.handler.lambda_handler`` (from ``lambdas/classify_upload``) unchanged in
-  ReservedConcurrentExecutions
-  long-lived worker processes, with Lambda's async retries and on-failure destination.
+  ReservedConcurrentExecutions long-lived worker processes (``local.lambda_worker``), with
+  Lambda's async retries and on-failure destination.
 Every port is chosen free; ``LocalStack`` is a context manager that stops everything it started.
+Without ``--model``, ``up`` serves the workdir's model, training the small default
+(``local.tiny``) first if there is none.
 """
 
 from __future__ import annotations
@@ -24,26 +27,32 @@ import json
 import logging
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
 import time
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
+from moto.moto_api._internal.models import moto_api_backend
+from moto.server import ThreadedMotoServer
 
+from local import tiny
+from local.deploy_template import deploy_stack
 from local.lambda_runtime import (
     DEFAULT_RETRY_DELAYS_S,
     AsyncInvoker,
     FunctionConfig,
     lambda_environment,
 )
+from local.model_container import ToolkitContainer
+from local.sagemaker_runtime import SageMakerRuntimeServer
+from local.signals import terminate_on_sigterm, wait_for_interrupt
 from local.trigger import S3EventPump, function_triggers, notify_queue
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -199,12 +208,20 @@ class LocalStack:
         self.timings[stage] = round(time.perf_counter() - started, 3)
 
     def _start(self) -> None:
-        from moto.server import ThreadedMotoServer
+        # In dependency order: the function's environment needs both URLs and the deployed
+        # configuration; the trigger needs the function. Each step registers its own stop.
+        for name, step in [
+            ("moto", self._start_moto),
+            ("endpoint", self._start_endpoint),
+            ("deploy", self._deploy),
+            ("function", self._start_function),
+            ("trigger", self._start_trigger),
+        ]:
+            t = time.perf_counter()
+            step()
+            self._timed(name, t)
 
-        from local.deploy_template import deploy_stack
-        from local.sagemaker_runtime import SageMakerRuntimeServer
-
-        t = time.perf_counter()
+    def _start_moto(self) -> None:
         # werkzeug logs every request moto serves; the function's logs are what matter here.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -214,13 +231,10 @@ class LocalStack:
         self.moto_url = f"http://{host}:{port}"
         # moto's backends live in this process: leave none of our state behind for the next user.
         self._exit.callback(self._reset_moto)
-        self._timed("moto", t)
 
-        t = time.perf_counter()
+    def _start_endpoint(self) -> None:
         container = self._container
         if container is None:
-            from local.model_container import ToolkitContainer
-
             container = ToolkitContainer(Path(self.model_dir))
         self.endpoint = SageMakerRuntimeServer(
             {self.endpoint_name: container}, host="127.0.0.1", max_workers=self.endpoint_workers
@@ -228,9 +242,8 @@ class LocalStack:
         self.endpoint.start()
         self._exit.callback(self.endpoint.stop)
         self.endpoint_url = self.endpoint.url
-        self._timed("endpoint", t)
 
-        t = time.perf_counter()
+    def _deploy(self) -> None:
         parameters = {**self.parameters, "EndpointName": self.endpoint_name}
         # moto says, per resource, which types it does not model; describe() lists them once.
         moto_logger = logging.getLogger("moto")
@@ -248,11 +261,12 @@ class LocalStack:
                 )
         finally:
             moto_logger.setLevel(level)
-        self.facts = facts = stack_facts(info, parameters, self._unpack_code(info))
-        self._timed("deploy", t)
+        self.facts = stack_facts(info, parameters, self._unpack_code(info))
 
-        t = time.perf_counter()
-        config = facts.function
+    def _start_function(self) -> None:
+        """The function's sandboxes, with every AWS client in them pointed at this stack."""
+        assert self.facts is not None
+        config = self.facts.function
         env = lambda_environment(
             config,
             {
@@ -274,18 +288,20 @@ class LocalStack:
         self.invoker.start()
         self._exit.callback(self.invoker.close)
 
+    def _start_trigger(self) -> None:
+        """The bucket's notifications into an SQS queue, pumped into the function."""
+        assert self.facts is not None and self.invoker is not None
         sqs = self.client("sqs")
         queue_url = notify_queue(
             self.client("s3"),
             sqs,
-            facts.bucket,
+            self.facts.bucket,
             f"{self.stack_name}-s3-events",
-            facts.triggers,
+            self.facts.triggers,
         )
         self.pump = S3EventPump(sqs, queue_url, self.invoker.invoke_async)
         self.pump.start()
         self._exit.callback(self.pump.stop)
-        self._timed("trigger", t)
 
     def _unpack_code(self, info: Any) -> Path:
         """The deployment package the stack points at, unzipped as Lambda does into /var/task:
@@ -312,8 +328,6 @@ class LocalStack:
 
     @staticmethod
     def _reset_moto() -> None:
-        from moto.moto_api._internal.models import moto_api_backend
-
         moto_api_backend.reset()
 
     def stop(self) -> None:
@@ -431,37 +445,9 @@ def aws_cli() -> str:
     return shlex.quote(str(bundled)) if bundled.is_file() else "aws"
 
 
-def wait_for_interrupt() -> None:
-    """Block until Ctrl-C or SIGTERM (``terminate_on_sigterm``) raises KeyboardInterrupt.
-
-    Short sleeps, not one long one: the kernel may deliver the signal to any of the stack's
-    threads, and only the main thread runs Python's handler, when it next wakes up.
-    """
-    while True:
-        time.sleep(0.5)
-
-
-@contextlib.contextmanager
-def terminate_on_sigterm() -> Iterator[None]:
-    """SIGTERM and SIGINT raise KeyboardInterrupt, so ``with`` blocks clean up as on Ctrl-C."""
-
-    def _raise(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, _raise)
-    # Ctrl-C must stop us even when started from a shell that ignores SIGINT in background jobs.
-    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_int)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m local.stack", description=__doc__.split("\n")[0]
-    )
+    """``python -m local up``: start the stack, print how to use it, run until Ctrl-C/SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m local up", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--model",
         type=Path,
@@ -472,11 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="when a model must be trained")
     args = parser.parse_args(argv)
 
-    from local import demo
-
     with terminate_on_sigterm():
         try:
-            model_dir = demo.ensure_model(args.workdir, args.model, epochs=args.epochs)
+            model_dir = tiny.ensure_model(args.workdir, args.model, epochs=args.epochs)
             log_dir = args.workdir / "logs"
             with LocalStack(model_dir, log_dir=log_dir) as stack:
                 classes = json.loads((model_dir / "classes.json").read_text())
@@ -488,7 +472,3 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("\nstopped", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from local import tiny
+
 # Lambda waits minutes between async retries; these tests wait fractions of a second.
 FAST_RETRY_DELAYS_S = (0.2, 0.4)
 
@@ -19,7 +21,5 @@ FAST_RETRY_DELAYS_S = (0.2, 0.4)
 def served_model(trained_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The trained artifact packaged into ``model.tar.gz`` and extracted, as SageMaker serves it
     (the demo's own ``package`` and ``extract``)."""
-    from local.demo import extract, package
-
     work = tmp_path_factory.mktemp("served")
-    return extract(package(trained_artifact, work / "model.tar.gz"), work / "model")
+    return tiny.extract(tiny.package(trained_artifact, work / "model.tar.gz"), work / "model")

@@ -1,5 +1,6 @@
-"""`make demo`'s program, as a user runs it, on the session's trained model (training itself is
-covered by tests/training; here it is skipped with ``--model`` to keep the suite fast)."""
+"""`make demo`'s program (``python -m local demo``), as a user runs it, on the session's trained
+model (training itself is covered by tests/integration/training; here it is skipped with
+``--model`` to keep the suite fast)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def test_the_demo_accounts_for_every_upload_and_ends_with_its_json_line(
     command = [
         sys.executable,
         "-m",
-        "local.demo",
+        "local",
+        "demo",
         "--model",
         str(served_model),
         "--data-dir",

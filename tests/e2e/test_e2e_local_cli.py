@@ -1,6 +1,6 @@
-"""`make local`, as a user runs it: the stack starts, prints copy-paste AWS CLI lines, and those
-lines (run unchanged through a shell, with the venv's AWS CLI) upload an image and read its
-prediction back. Ctrl-C stops everything and frees the ports."""
+"""`make local` (``python -m local up``), as a user runs it: the stack starts, prints copy-paste
+AWS CLI lines, and those lines (run unchanged through a shell, with the venv's AWS CLI) upload an
+image and read its prediction back. Ctrl-C stops everything and frees the ports."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 
 def _start(served_model: Path, workdir: Path) -> tuple[subprocess.Popen, list[str]]:
-    command = [sys.executable, "-m", "local.stack", "--model", str(served_model)]
+    command = [sys.executable, "-m", "local", "up", "--model", str(served_model)]
     command += ["--workdir", str(workdir)]
     proc = subprocess.Popen(
         command,

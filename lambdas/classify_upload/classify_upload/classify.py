@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,10 +12,13 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from classify_upload.clients import Clients
-from classify_upload.endpoint import RetryPolicy, invoke_endpoint
+from classify_upload.endpoint import Prediction, RetryPolicy, invoke_endpoint
 from classify_upload.errors import (
+    OBJECT_ARCHIVED_CODES,
+    OBJECT_GONE_CODES,
     ConfigurationFailure,
     PermanentFailure,
+    ServiceError,
     TransientFailure,
     UploadFailure,
 )
@@ -26,42 +29,11 @@ from classify_upload.events import (
     is_under_prefix,
     uploaded_objects,
 )
-from classify_upload.images import fit_request
+from classify_upload.images import RequestBody, fit_request
+from classify_upload.settings import Settings
 from classify_upload.table import failed_item, predicted_item, put_if_newer
 
 logger = Logger(child=True)
-
-OBJECT_GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "404", "NotFound"})
-CONFIGURATION_CODES = frozenset(
-    {
-        "AccessDenied",
-        "AccessDeniedException",
-        "ResourceNotFoundException",
-        "ValidationException",
-        "KMS.AccessDeniedException",
-        "UnrecognizedClientException",
-    }
-)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The function's configuration: environment variables set by template.yaml."""
-
-    table_name: str
-    endpoint_name: str
-    upload_prefix: str = "uploads/"
-    top_k: int = 3
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
-        return cls(
-            table_name=env["TABLE_NAME"],
-            endpoint_name=env["ENDPOINT_NAME"],
-            upload_prefix=env.get("UPLOAD_PREFIX", "uploads/"),
-            top_k=int(env.get("TOP_K", "3")),
-        )
 
 
 @dataclass(frozen=True)
@@ -94,16 +66,14 @@ def classify_storage_error(exc: Exception, what: str) -> UploadFailure:
     if isinstance(exc, UploadFailure):
         return exc
     if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
-        message = exc.response.get("Error", {}).get("Message", "") or str(exc)
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if what == "object" and code in OBJECT_GONE_CODES:
-            return PermanentFailure("ObjectNotFound", f"{code}: {message}")
-        if what == "object" and code == "InvalidObjectState":
-            return PermanentFailure("ObjectArchived", message)
-        if code in CONFIGURATION_CODES or status == 403:
-            return ConfigurationFailure(code or f"HTTP{status}", f"{what}: {message}")
-        return TransientFailure(code or f"HTTP{status}", f"{what}: {message}")
+        error = ServiceError.of(exc)
+        if what == "object" and error.code in OBJECT_GONE_CODES:
+            return PermanentFailure("ObjectNotFound", f"{error.code}: {error.message}")
+        if what == "object" and error.code in OBJECT_ARCHIVED_CODES:
+            return PermanentFailure("ObjectArchived", error.message)
+        # A code no table names, after botocore's own retries: keep the event rather than guess.
+        failure_class = error.failure_class() or TransientFailure
+        return failure_class(error.error_type, f"{what}: {error.message}")
     if isinstance(exc, BotoCoreError | OSError):
         return TransientFailure(type(exc).__name__, f"{what}: {exc}")
     raise exc
@@ -120,10 +90,35 @@ def read_object(s3: Any, obj: UploadedObject) -> bytes:
 
 
 def write_item(table: Any, item: dict[str, Any]) -> bool:
+    """Newest-wins (``table.put_if_newer``); False when the table already had this or newer."""
     try:
-        return put_if_newer(table, item)
+        written = put_if_newer(table, item)
     except Exception as exc:
         raise classify_storage_error(exc, "table") from exc
+    if not written:
+        logger.info("table already holds this or a newer event's result; left unchanged")
+    return written
+
+
+@dataclass
+class _Trace:
+    """What one object's steps measured so far; a ``FAILED`` item and the outcome keep it too."""
+
+    started: float = field(default_factory=time.perf_counter)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    downscaled: bool = False
+    attempts: int = 0
+
+    @contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        """Records the step's milliseconds when it succeeds; a failed step has no timing."""
+        start = time.perf_counter()
+        yield
+        self.timings_ms[step] = _ms_since(start)
+
+    def finish(self) -> dict[str, float]:
+        self.timings_ms["total"] = _ms_since(self.started)
+        return self.timings_ms
 
 
 def _ms_since(start: float) -> float:
@@ -139,74 +134,103 @@ def classify_object(
     sleep: Callable[[float], None] = time.sleep,
 ) -> ObjectOutcome:
     """Read, (downscale,) predict and record one object. Raises only transient/config failures."""
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    downscaled = False
-    attempts = 0
+    trace = _Trace()
     try:
-        t = time.perf_counter()
-        body = read_object(clients.s3, obj)
-        timings["get_object"] = _ms_since(t)
-        if not body:
-            raise PermanentFailure("EmptyObject", "the object has zero bytes")
-        t = time.perf_counter()
-        request = fit_request(body)
-        downscaled = request.downscaled
-        if downscaled:
-            timings["downscale"] = _ms_since(t)
-            logger.info(
-                "downscaled to fit the endpoint's request limit",
-                extra={"original_bytes": len(body), "sent_bytes": len(request.body)},
-            )
-        t = time.perf_counter()
+        body = _read_body(clients.s3, obj, trace)
+        request = _fit(body, trace)
+        prediction = _predict(clients.sagemaker_runtime, settings, request, policy, sleep, trace)
+        item = predicted_item(
+            obj,
+            prediction,
+            endpoint_name=settings.endpoint_name,
+            request_id=request_id,
+            timings_ms=trace.finish(),
+            downscaled=trace.downscaled,
+        )
+    except PermanentFailure as failure:
+        item = _failed_item(obj, failure, settings, request_id, trace)
+    written = write_item(clients.table, item)
+    return ObjectOutcome(
+        key=obj.key,
+        status=item["status"],
+        written=written,
+        error_type=item.get("error_type"),
+        downscaled=trace.downscaled,
+        endpoint_attempts=trace.attempts,
+    )
+
+
+def _read_body(s3: Any, obj: UploadedObject, trace: _Trace) -> bytes:
+    with trace.timed("get_object"):
+        body = read_object(s3, obj)
+    if not body:
+        raise PermanentFailure("EmptyObject", "the object has zero bytes")
+    return body
+
+
+def _fit(body: bytes, trace: _Trace) -> RequestBody:
+    start = time.perf_counter()
+    request = fit_request(body)
+    # Only a downscale is worth a timing: passing the bytes through unchanged costs nothing.
+    if request.downscaled:
+        trace.downscaled = True
+        trace.timings_ms["downscale"] = _ms_since(start)
+        logger.info(
+            "downscaled to fit the endpoint's request limit",
+            extra={"original_bytes": len(body), "sent_bytes": len(request.body)},
+        )
+    return request
+
+
+def _predict(
+    client: Any,
+    settings: Settings,
+    request: RequestBody,
+    policy: RetryPolicy,
+    sleep: Callable[[float], None],
+    trace: _Trace,
+) -> Prediction:
+    with trace.timed("invoke_endpoint"):
         prediction = invoke_endpoint(
-            clients.sagemaker_runtime,
+            client,
             settings.endpoint_name,
             request.body,
             request.content_type,
             settings.top_k,
             policy,
             sleep=sleep,
-            on_retry=lambda failure, attempt, delay: logger.warning(
-                "endpoint call failed, retrying",
-                extra={"error_type": failure.error_type, "attempt": attempt, "delay_s": delay},
-            ),
+            on_retry=_log_retry,
         )
-        attempts = prediction.attempts
-        timings["invoke_endpoint"] = _ms_since(t)
-        timings["total"] = _ms_since(started)
-        item = predicted_item(
-            obj,
-            prediction,
-            endpoint_name=settings.endpoint_name,
-            request_id=request_id,
-            timings_ms=timings,
-            downscaled=downscaled,
-        )
-    except PermanentFailure as failure:
-        timings["total"] = _ms_since(started)
-        logger.warning(
-            "permanent failure, recording it",
-            extra={"error_type": failure.error_type, "error_message": failure.message},
-        )
-        item = failed_item(
-            obj,
-            error_type=failure.error_type,
-            error_message=failure.message,
-            endpoint_name=settings.endpoint_name,
-            request_id=request_id,
-            timings_ms=timings,
-        )
-    written = write_item(clients.table, item)
-    if not written:
-        logger.info("table already holds this or a newer event's result; left unchanged")
-    return ObjectOutcome(
-        key=obj.key,
-        status=item["status"],
-        written=written,
-        error_type=item.get("error_type"),
-        downscaled=downscaled,
-        endpoint_attempts=attempts,
+    trace.attempts = prediction.attempts
+    return prediction
+
+
+def _log_retry(failure: UploadFailure, attempt: int, delay: float) -> None:
+    logger.warning(
+        "endpoint call failed, retrying",
+        extra={"error_type": failure.error_type, "attempt": attempt, "delay_s": delay},
+    )
+
+
+def _failed_item(
+    obj: UploadedObject,
+    failure: PermanentFailure,
+    settings: Settings,
+    request_id: str,
+    trace: _Trace,
+) -> dict[str, Any]:
+    timings_ms = trace.finish()
+    logger.warning(
+        "permanent failure, recording it",
+        extra={"error_type": failure.error_type, "error_message": failure.message},
+    )
+    return failed_item(
+        obj,
+        error_type=failure.error_type,
+        error_message=failure.message,
+        endpoint_name=settings.endpoint_name,
+        request_id=request_id,
+        timings_ms=timings_ms,
     )
 
 

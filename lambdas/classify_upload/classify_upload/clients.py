@@ -17,7 +17,7 @@ from botocore.config import Config
 STORAGE_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30
 )
-# The endpoint is retried by upload_endpoint's own loop only: one botocore attempt per call.
+# The endpoint is retried by ``endpoint``'s own loop only: one botocore attempt per call.
 # The container has 60 s to answer, so the read timeout leaves it that plus a margin.
 ENDPOINT_CONFIG = Config(
     retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=70

@@ -1,8 +1,9 @@
 """Calling the SageMaker endpoint: error classification, bounded retries, response parsing.
 
-botocore's own retries are switched off for this client (see ``upload_clients``): the retry loop
-here is the only one, so a throttled endpoint is not hit ``botocore attempts x our attempts``
-times, and the classification below sees every error.
+botocore's own retries are switched off for this client (see ``clients``): the retry loop here is
+the only one, so a throttled endpoint is not hit ``botocore attempts x our attempts`` times, and the
+classification below sees every error. Which codes mean what is ``errors``'s table, shared with the
+S3 and DynamoDB calls; only what is particular to InvokeEndpoint is decided here.
 """
 
 from __future__ import annotations
@@ -18,39 +19,14 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from classify_upload.errors import (
+    TRANSIENT_MODEL_STATUSES,
     ConfigurationFailure,
     PermanentFailure,
+    ServiceError,
     TransientFailure,
     UploadFailure,
 )
 
-# Error codes that say "try again later", whatever their HTTP status.
-TRANSIENT_CODES = frozenset(
-    {
-        "ModelNotReadyException",
-        "ServiceUnavailable",
-        "InternalFailure",
-        "InternalDependencyException",
-        "ThrottlingException",
-        "Throttling",
-        "TooManyRequestsException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-# Error codes that say "this deployment is wrong": retrying or blaming the image cannot help.
-CONFIGURATION_CODES = frozenset(
-    {
-        "AccessDeniedException",
-        "AccessDenied",
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
-        "ExpiredTokenException",
-        "KMSAccessDeniedException",
-    }
-)
-# Model answers (ModelError.OriginalStatusCode) that are about load, not about the input.
-TRANSIENT_MODEL_STATUSES = frozenset({408, 429})
 # What the table keeps from the endpoint's answer is bounded, so a misbehaving model cannot push an
 # item past DynamoDB's limits (400 KB per item, 2048 bytes for the by_breed key) and lose it.
 MAX_BREED_CHARS = 200
@@ -86,34 +62,37 @@ def classify_endpoint_error(exc: Exception) -> UploadFailure:
     if isinstance(exc, UploadFailure):
         return exc
     if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = error.get("Code", "")
-        message = error.get("Message", "") or str(exc)
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code == "ModelError":
-            original = exc.response.get("OriginalStatusCode")
-            original_message = exc.response.get("OriginalMessage") or message
-            if isinstance(original, int) and 400 <= original < 500:
-                if original in TRANSIENT_MODEL_STATUSES:
-                    return TransientFailure(f"ModelError{original}", original_message)
-                return PermanentFailure(f"ModelRejected{original}", original_message)
-            return TransientFailure(f"ModelError{original or ''}", original_message)
-        if code in TRANSIENT_CODES or status == 429 or status >= 500:
-            return TransientFailure(code or f"HTTP{status}", message)
-        if code in CONFIGURATION_CODES or status in (401, 403):
-            return ConfigurationFailure(code or f"HTTP{status}", message)
-        if code == "ValidationError":
+        error = ServiceError.of(exc)
+        if error.code == "ModelError":
+            return model_failure(exc.response, error.message)
+        failure_class = error.failure_class()
+        if failure_class is not None:
+            return failure_class(error.error_type, error.message)
+        if error.code == "ValidationError":
             # SageMaker says "Endpoint X of account Y not found." for an unknown endpoint: that is
             # the stack's parameter, not this image. Anything else is about this request's body.
-            if "not found" in message.lower() or "could not find" in message.lower():
-                return ConfigurationFailure("EndpointNotFound", message)
-            return PermanentFailure("RequestRejected", message)
+            lowered = error.message.lower()
+            if "not found" in lowered or "could not find" in lowered:
+                return ConfigurationFailure("EndpointNotFound", error.message)
+            return PermanentFailure("RequestRejected", error.message)
         # Unknown codes: keep the event (fail the invocation) rather than guess "permanent".
-        return TransientFailure(code or f"HTTP{status}", message)
+        return TransientFailure(error.error_type, error.message)
     if isinstance(exc, BotoCoreError):
         # Connection refused/reset, read and connect timeouts, ...: the network, not the input.
         return TransientFailure(type(exc).__name__, str(exc))
     return TransientFailure(type(exc).__name__, str(exc))
+
+
+def model_failure(response: dict[str, Any], message: str) -> UploadFailure:
+    """The model container's own answer, passed on by SageMaker as a ``ModelError``: a 4xx rejects
+    this input (permanent) unless it is about load; anything else is the container failing."""
+    original = response.get("OriginalStatusCode")
+    original_message = response.get("OriginalMessage") or message
+    if isinstance(original, int) and 400 <= original < 500:
+        if original in TRANSIENT_MODEL_STATUSES:
+            return TransientFailure(f"ModelError{original}", original_message)
+        return PermanentFailure(f"ModelRejected{original}", original_message)
+    return TransientFailure(f"ModelError{original or ''}", original_message)
 
 
 def parse_prediction(body: bytes, top_k: int) -> Prediction:

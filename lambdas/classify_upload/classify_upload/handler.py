@@ -1,4 +1,4 @@
-"""S3 ObjectCreated → SageMaker endpoint → DynamoDB. The Lambda edge only: see upload_classify."""
+"""S3 ObjectCreated → SageMaker endpoint → DynamoDB. The Lambda edge only: see ``classify``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from classify_upload.classify import EventSummary, Settings, classify_event
+from classify_upload.classify import EventSummary, classify_event
 from classify_upload.clients import Clients, make_clients
 from classify_upload.endpoint import RetryPolicy
 from classify_upload.errors import InvocationFailed
+from classify_upload.settings import Settings
 from classify_upload.table import STATUS_FAILED, STATUS_PREDICTED
 
 logger = Logger()  # service name and level: POWERTOOLS_SERVICE_NAME, POWERTOOLS_LOG_LEVEL/LOG_LEVEL

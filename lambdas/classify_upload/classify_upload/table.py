@@ -63,13 +63,13 @@ def _timings(timings_ms: dict[str, float]) -> dict[str, Decimal]:
 
 def _common(
     obj: UploadedObject,
-    *,
     status: str,
     endpoint_name: str,
     request_id: str,
     timings_ms: dict[str, float],
-    predicted_at: str,
+    predicted_at: str | None,
 ) -> dict[str, Any]:
+    """The fields every item has, ``PREDICTED`` or ``FAILED``; ``predicted_at`` defaults to now."""
     item: dict[str, Any] = {
         "bucket": obj.bucket,
         "key": obj.key,
@@ -80,7 +80,7 @@ def _common(
         "event_time": obj.event_time,
         "endpoint_name": endpoint_name,
         "request_id": request_id,
-        "predicted_at": predicted_at,
+        "predicted_at": predicted_at or utc_now_iso(),
         "timings_ms": _timings(timings_ms),
     }
     if obj.version_id:
@@ -98,14 +98,7 @@ def predicted_item(
     downscaled: bool = False,
     predicted_at: str | None = None,
 ) -> dict[str, Any]:
-    item = _common(
-        obj,
-        status=STATUS_PREDICTED,
-        endpoint_name=endpoint_name,
-        request_id=request_id,
-        timings_ms=timings_ms,
-        predicted_at=predicted_at or utc_now_iso(),
-    )
+    item = _common(obj, STATUS_PREDICTED, endpoint_name, request_id, timings_ms, predicted_at)
     item.update(
         breed=prediction.breed,
         probability=_decimal(prediction.probability),
@@ -130,14 +123,7 @@ def failed_item(
     timings_ms: dict[str, float],
     predicted_at: str | None = None,
 ) -> dict[str, Any]:
-    item = _common(
-        obj,
-        status=STATUS_FAILED,
-        endpoint_name=endpoint_name,
-        request_id=request_id,
-        timings_ms=timings_ms,
-        predicted_at=predicted_at or utc_now_iso(),
-    )
+    item = _common(obj, STATUS_FAILED, endpoint_name, request_id, timings_ms, predicted_at)
     item.update(error_type=error_type, error_message=bounded_message(error_message))
     return item
 

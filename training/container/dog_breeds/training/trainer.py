@@ -29,20 +29,25 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from dog_breeds.artifact import store
 from dog_breeds.data import folders
 from dog_breeds.model import network
 from dog_breeds.serving import runtimes
-from dog_breeds.training import metrics
+from dog_breeds.training import debugger, metrics
+from dog_breeds.training.checkpoints import (
+    SAGEMAKER_CHECKPOINT_DIR,
+    Checkpoints,
+    TrainingState,
+    checkpoint_signature,
+)
+
+# The hook's switch and factory stay reachable here, as trainer.SMDEBUG_CONFIG_ENV and so on.
+from dog_breeds.training.debugger import SMDEBUG_CONFIG_ENV as SMDEBUG_CONFIG_ENV
+from dog_breeds.training.debugger import create_debug_hook
 
 log = logging.getLogger("train")
-
-SAGEMAKER_CHECKPOINT_DIR = Path("/opt/ml/checkpoints")
-SMDEBUG_CONFIG_ENV = "SMDEBUG_CONFIG_FILE_PATH"
-SMDEBUG_DEFAULT_CONFIG = "/opt/ml/input/config/debughookconfig.json"
-CHECKPOINT_FILE = "last.pt"
-BEST_FILE = "best.pt"
 
 
 def str2bool(value: str | bool) -> bool:
@@ -145,39 +150,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-# ---------------------------------------------------------------------------- Debugger hook
-def create_debug_hook(smdebug_dir: Path | None):
-    """An smdebug hook when asked for (``--smdebug-dir``) or configured by SageMaker; else None."""
-    config_path = os.environ.get(SMDEBUG_CONFIG_ENV, SMDEBUG_DEFAULT_CONFIG)
-    if smdebug_dir is None and not Path(config_path).is_file():
-        log.info("smdebug hook off: no --smdebug-dir and no %s", config_path)
-        return None
-    # smdebug logs every registered parameter at INFO to stdout, which carries the metric lines.
-    os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")
-    try:
-        import smdebug.pytorch as smd
-    except ImportError as exc:
-        log.warning("smdebug hook off: smdebug is not importable (%s)", exc)
-        return None
-    if smdebug_dir is not None:
-        hook = smd.Hook(
-            out_dir=str(smdebug_dir),
-            save_config=smd.SaveConfig(save_interval=1),
-            include_collections=[smd.CollectionKeys.LOSSES],
-        )
-    else:
-        hook = smd.Hook.create_from_json_file()
-    log.info("smdebug hook on: writing to %s", hook.out_dir)
-    return hook
-
-
-def set_hook_mode(hook, mode_name: str) -> None:
-    if hook is not None:
-        import smdebug.pytorch as smd
-
-        hook.set_mode(getattr(smd.modes, mode_name))
-
-
 # ---------------------------------------------------------------------------- loops
 @dataclass
 class EpochResult:
@@ -192,6 +164,12 @@ def progress(iterable: Iterable, desc: str, total: int) -> Iterable:
     from tqdm import tqdm
 
     return tqdm(iterable, desc=desc, total=total, leave=False, file=sys.stderr)
+
+
+def autocast(device: torch.device, use_amp: bool):
+    if use_amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return nullcontext()
 
 
 def train_one_epoch(
@@ -229,75 +207,71 @@ def evaluate(model, loader, loss_fn, device, use_amp, desc) -> EpochResult:
     return EpochResult(total_loss / seen, correct / seen)
 
 
-def autocast(device: torch.device, use_amp: bool):
-    if use_amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
-    return nullcontext()
+# ---------------------------------------------------------------------------- setup
+@dataclass
+class Learner:
+    """The model and what trains it, on one device."""
 
+    model: nn.Module
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    use_amp: bool
+    trainable_parameters: int
 
-# ---------------------------------------------------------------------------- checkpoints
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def checkpoint_signature(args: argparse.Namespace, num_classes: int) -> dict[str, Any]:
-    """What must match for a checkpoint to be resumed (not lr/epochs: those may change)."""
-    return {
-        "num_classes": num_classes,
-        "hidden_size": args.hidden_size,
-        "pretrained": args.pretrained,
-        "unfreeze_stages": args.unfreeze_stages,
-    }
-
-
-def load_checkpoint(checkpoint_dir: Path | None, signature: dict[str, Any]) -> dict | None:
-    if checkpoint_dir is None or not (checkpoint_dir / CHECKPOINT_FILE).is_file():
-        return None
-    state = torch.load(checkpoint_dir / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
-    if state.get("signature") != signature:
-        log.warning(
-            "checkpoint in %s is for another model (%s); starting fresh",
-            checkpoint_dir,
-            state.get("signature"),
+    def train_on(self, loader: DataLoader, desc: str) -> EpochResult:
+        return train_one_epoch(
+            self.model,
+            loader,
+            self.loss_fn,
+            self.optimizer,
+            self.scaler,
+            self.device,
+            self.use_amp,
+            desc,
         )
-        return None
-    return state
+
+    def evaluate_on(self, loader: DataLoader, desc: str) -> EpochResult:
+        # The module's evaluate, looked up at call time (tests replace it).
+        return evaluate(self.model, loader, self.loss_fn, self.device, self.use_amp, desc)
 
 
-# ---------------------------------------------------------------------------- main
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Train, test, write the artifact; returns the summary printed as the last stdout line."""
-    started = time.perf_counter()
-    args = parse_args(argv)
-    seed_everything(args.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    use_amp = args.amp and device.type == "cuda"
-
+def load_data(args: argparse.Namespace, device: torch.device, use_amp: bool) -> folders.DataSplits:
     data = folders.load_splits(args.data_dir, args.image_size)
-    num_classes = len(data.classes)
     log.info(
         "%d classes; %d/%d/%d train/valid/test images; device %s, amp %s",
-        num_classes,
+        len(data.classes),
         len(data.train),
         len(data.valid),
         len(data.test),
         device,
         use_amp,
     )
-    loaders = {
-        "train": folders.make_loader(data.train, args.batch_size, True, args.num_workers),
-        "valid": folders.make_loader(data.valid, args.batch_size, False, args.num_workers),
-        "test": folders.make_loader(data.test, args.batch_size, False, args.num_workers),
+    return data
+
+
+def make_loaders(args: argparse.Namespace, data: folders.DataSplits) -> dict[str, DataLoader]:
+    """One loader per split; only the training one shuffles."""
+    return {
+        split: folders.make_loader(
+            getattr(data, split), args.batch_size, split == "train", args.num_workers
+        )
+        for split in folders.SPLITS
     }
 
+
+def create_learner(
+    args: argparse.Namespace, data: folders.DataSplits, device: torch.device, use_amp: bool
+) -> Learner:
+    """ResNet50 + head, cross-entropy (optionally class-weighted), AdamW and the AMP scaler."""
+    num_classes = len(data.classes)
     model = network.build_model(
         num_classes, args.hidden_size, args.dropout, args.pretrained, args.unfreeze_stages
     ).to(device)
@@ -312,105 +286,105 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         weight_decay=args.weight_decay,
     )
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    return Learner(model, loss_fn, optimizer, scaler, device, use_amp, trainable)
 
-    hook = create_debug_hook(args.smdebug_dir)
-    if hook is not None:
-        hook.register_module(model)
-        hook.register_loss(loss_fn)
 
-    signature = checkpoint_signature(args, num_classes)
-    checkpoint_dir = args.checkpoint_dir
-    if checkpoint_dir is not None:
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    start_epoch, best_loss, best_epoch, stale, history = 1, float("inf"), 0, 0, []
-    resumed = load_checkpoint(checkpoint_dir, signature)
-    if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        scaler.load_state_dict(resumed["scaler"])
-        start_epoch = resumed["epoch"] + 1
-        best_loss, best_epoch, stale = resumed["best_loss"], resumed["best_epoch"], resumed["stale"]
-        history = resumed["history"]
-        log.info("resumed from %s after epoch %d", checkpoint_dir, resumed["epoch"])
-    best_state = None
-    if checkpoint_dir is not None and (checkpoint_dir / BEST_FILE).is_file() and resumed:
-        best_state = torch.load(checkpoint_dir / BEST_FILE, map_location="cpu", weights_only=True)
+# ---------------------------------------------------------------------------- training
+@dataclass
+class FitResult:
+    stopped_early: bool
+    seconds: float
 
-    train_started = time.perf_counter()
+
+def run_epoch(
+    epoch: int, epochs: int, learner: Learner, loaders: dict[str, DataLoader], hook
+) -> dict[str, Any]:
+    """Train one epoch, validate, print the metric line; returns the epoch's history entry."""
+    started = time.perf_counter()
+    debugger.set_hook_mode(hook, "TRAIN")
+    train = learner.train_on(loaders["train"], f"epoch {epoch} train")
+    debugger.set_hook_mode(hook, "EVAL")
+    valid = learner.evaluate_on(loaders["valid"], f"epoch {epoch} valid")
+    seconds = time.perf_counter() - started
+    print(
+        metrics.epoch_line(
+            epoch, epochs, train.loss, train.accuracy, valid.loss, valid.accuracy, seconds
+        ),
+        flush=True,
+    )
+    return {
+        "epoch": epoch,
+        "train_loss": train.loss,
+        "train_acc": train.accuracy,
+        "valid_loss": valid.loss,
+        "valid_acc": valid.accuracy,
+        "seconds": round(seconds, 3),
+    }
+
+
+def track_best(state: TrainingState, epoch: int, valid_loss: float, model: nn.Module) -> bool:
+    """Early stopping's bookkeeping: a lower valid loss keeps a copy of the weights and resets
+    the count of stale epochs. True when this epoch is the new best."""
+    if valid_loss < state.best_loss:
+        state.best_loss, state.best_epoch, state.stale = valid_loss, epoch, 0
+        state.best_state = copy.deepcopy(
+            {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        )
+        return True
+    state.stale += 1
+    return False
+
+
+def fit(
+    args: argparse.Namespace,
+    learner: Learner,
+    loaders: dict[str, DataLoader],
+    hook,
+    saved: Checkpoints,
+    state: TrainingState,
+) -> FitResult:
+    """The epoch loop from where ``state`` stands, until ``--epochs`` or ``--patience``."""
+    started = time.perf_counter()
     stopped_early = False
-    for epoch in range(start_epoch, args.epochs + 1):
-        if args.patience and stale >= args.patience:
+    for epoch in range(state.start_epoch, args.epochs + 1):
+        if args.patience and state.stale >= args.patience:
             stopped_early = True
             break
-        epoch_started = time.perf_counter()
-        set_hook_mode(hook, "TRAIN")
-        train = train_one_epoch(
-            model,
-            loaders["train"],
-            loss_fn,
-            optimizer,
-            scaler,
-            device,
-            use_amp,
-            f"epoch {epoch} train",
-        )
-        set_hook_mode(hook, "EVAL")
-        valid = evaluate(model, loaders["valid"], loss_fn, device, use_amp, f"epoch {epoch} valid")
-        seconds = time.perf_counter() - epoch_started
-        print(
-            metrics.epoch_line(
-                epoch, args.epochs, train.loss, train.accuracy, valid.loss, valid.accuracy, seconds
-            ),
-            flush=True,
-        )
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": train.loss,
-                "train_acc": train.accuracy,
-                "valid_loss": valid.loss,
-                "valid_acc": valid.accuracy,
-                "seconds": round(seconds, 3),
-            }
-        )
-        if valid.loss < best_loss:
-            best_loss, best_epoch, stale = valid.loss, epoch, 0
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-            if checkpoint_dir is not None:
-                _atomic_save(best_state, checkpoint_dir / BEST_FILE)
-        else:
-            stale += 1
-        if checkpoint_dir is not None:
-            _atomic_save(
-                {
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "best_loss": best_loss,
-                    "best_epoch": best_epoch,
-                    "stale": stale,
-                    "history": history,
-                    "signature": signature,
-                },
-                checkpoint_dir / CHECKPOINT_FILE,
-            )
-    train_seconds = time.perf_counter() - train_started
+        entry = run_epoch(epoch, args.epochs, learner, loaders, hook)
+        state.history.append(entry)
+        if track_best(state, epoch, entry["valid_loss"], learner.model):
+            saved.save_best(state.best_state)
+        saved.save_last(epoch, learner.model, learner.optimizer, learner.scaler, state)
+    return FitResult(stopped_early, time.perf_counter() - started)
 
-    # Test and ship the epoch with the lowest validation loss, not merely the last one.
+
+def test_best(
+    learner: Learner, loader: DataLoader, best_state: dict[str, torch.Tensor] | None, hook
+) -> EpochResult:
+    """Test the epoch with the lowest validation loss, not merely the last one (its weights stay
+    in the model, to be shipped); prints the test line."""
     if best_state is not None:
-        model.load_state_dict(best_state)
-    set_hook_mode(hook, "PREDICT")
-    test = evaluate(model, loaders["test"], loss_fn, device, use_amp, "test")
-    if hook is not None:
-        hook.close()
+        learner.model.load_state_dict(best_state)
+    debugger.set_hook_mode(hook, "PREDICT")
+    test = learner.evaluate_on(loader, "test")
+    debugger.close(hook)
     print(metrics.test_line(test.loss, test.accuracy), flush=True)
+    return test
 
-    model = model.cpu().eval()
-    config = store.save_artifact(
+
+# ---------------------------------------------------------------------------- outputs
+def save_artifact(
+    args: argparse.Namespace,
+    model: nn.Module,
+    classes: list[str],
+    best_epoch: int,
+    test: EpochResult,
+) -> dict[str, Any]:
+    """Weights, classes and config into ``--model-dir``; returns the config."""
+    return store.save_artifact(
         model,
         args.model_dir,
-        data.classes,
+        classes,
         hidden_size=args.hidden_size,
         dropout=args.dropout,
         image_size=args.image_size,
@@ -428,29 +402,82 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             }
         },
     )
-    cpu_form = runtimes.export_cpu_form(model, Path(args.model_dir)) if args.cpu_form else None
 
-    summary = {
+
+def summarize(
+    args: argparse.Namespace,
+    data: folders.DataSplits,
+    learner: Learner,
+    state: TrainingState,
+    fitted: FitResult,
+    test: EpochResult,
+    *,
+    seconds: float,
+    smdebug: str | None,
+    config: dict[str, Any],
+    cpu_form: Path | None,
+) -> dict[str, Any]:
+    """The run in one JSON-able dict: the last stdout line."""
+    history, best_epoch = state.history, state.best_epoch
+    return {
         "test_accuracy": test.accuracy,
         "test_loss": test.loss,
         "epochs": len(history),
-        "seconds": round(time.perf_counter() - started, 2),
-        "train_seconds": round(train_seconds, 2),
+        "seconds": round(seconds, 2),
+        "train_seconds": round(fitted.seconds, 2),
         "best_epoch": best_epoch,
-        "best_valid_loss": best_loss,
+        "best_valid_loss": state.best_loss,
         "valid_accuracy": next((h["valid_acc"] for h in history if h["epoch"] == best_epoch), None),
-        "stopped_early": stopped_early,
-        "resumed_from_epoch": start_epoch - 1 if resumed is not None else None,
-        "num_classes": num_classes,
+        "stopped_early": fitted.stopped_early,
+        "resumed_from_epoch": state.resumed_from_epoch,
+        "num_classes": len(data.classes),
         "images": {"train": len(data.train), "valid": len(data.valid), "test": len(data.test)},
-        "trainable_parameters": trainable,
-        "device": device.type,
-        "amp": use_amp,
-        "smdebug": str(hook.out_dir) if hook is not None else None,
+        "trainable_parameters": learner.trainable_parameters,
+        "device": learner.device.type,
+        "amp": learner.use_amp,
+        "smdebug": smdebug,
         "model_dir": str(args.model_dir),
         "model_version": config["model_version"],
         "cpu_form": str(cpu_form) if cpu_form else None,
     }
+
+
+# ---------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Train, test, write the artifact; returns the summary printed as the last stdout line."""
+    started = time.perf_counter()
+    args = parse_args(argv)
+    seed_everything(args.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    use_amp = args.amp and device.type == "cuda"
+
+    data = load_data(args, device, use_amp)
+    loaders = make_loaders(args, data)
+    learner = create_learner(args, data, device, use_amp)
+    hook = create_debug_hook(args.smdebug_dir)
+    debugger.register(hook, learner.model, learner.loss_fn)
+    saved = Checkpoints(args.checkpoint_dir, checkpoint_signature(args, len(data.classes)))
+    state = saved.resume(learner.model, learner.optimizer, learner.scaler)
+
+    fitted = fit(args, learner, loaders, hook, saved, state)
+    test = test_best(learner, loaders["test"], state.best_state, hook)
+
+    model = learner.model.cpu().eval()
+    config = save_artifact(args, model, data.classes, state.best_epoch, test)
+    cpu_form = runtimes.export_cpu_form(model, Path(args.model_dir)) if args.cpu_form else None
+
+    summary = summarize(
+        args,
+        data,
+        learner,
+        state,
+        fitted,
+        test,
+        seconds=time.perf_counter() - started,
+        smdebug=debugger.out_dir(hook),
+        config=config,
+        cpu_form=cpu_form,
+    )
     print(json.dumps(summary), flush=True)
     return summary
 

@@ -1,7 +1,8 @@
 """Handler tests: the real template deployed into a moto server, the endpoint over real HTTP.
 
-S3 and DynamoDB are a ``ThreadedMotoServer``; the endpoint is ``local.sagemaker_runtime`` serving
-a scripted container; boto3 reaches both only through ``AWS_ENDPOINT_URL_*``, as on Lambda.
+S3 and DynamoDB are the session's moto server (``tests/integration/conftest.py``); the endpoint
+is ``local.sagemaker_runtime`` serving a scripted container; boto3 reaches both only through
+``AWS_ENDPOINT_URL_*``, as on Lambda.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ from urllib.parse import quote_plus
 import boto3
 import pytest
 from aws_lambda_powertools import Logger
-from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from local.deploy_template import StackInfo, deploy_stack
 from local.sagemaker_runtime import ContainerResponse, SageMakerRuntimeServer
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 EVENTS_DIR = REPO_ROOT / "events"
 ENDPOINT_NAME = "dog-breeds-test"
 REGION = "us-east-1"
@@ -130,15 +130,6 @@ class FakeLambdaContext:
 
 
 @pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def container() -> ScriptedContainer:
     return ScriptedContainer()
 
@@ -190,10 +181,11 @@ def app_module(stack: StackInfo) -> Iterator[Any]:
     with pytest.MonkeyPatch.context() as mp:
         for name, value in stack.environment.items():
             mp.setenv(name, value)
-        from classify_upload import classify, handler
+        from classify_upload import handler
         from classify_upload.endpoint import RetryPolicy
+        from classify_upload.settings import Settings
 
-        mp.setattr(handler, "SETTINGS", classify.Settings.from_env())
+        mp.setattr(handler, "SETTINGS", Settings.from_env())
         # Same backoff shape, milliseconds instead of seconds: the tests stay fast.
         mp.setattr(handler, "RETRY_POLICY", RetryPolicy(max_attempts=4, base_delay_s=0.005))
         handler.get_clients.cache_clear()

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 from PIL import Image
 
 from classify_upload import images
-from classify_upload.classify import Settings, classify_storage_error
+from classify_upload.classify import classify_storage_error
 from classify_upload.endpoint import (
     MAX_MODEL_VALUE_CHARS,
     Prediction,
@@ -22,7 +22,14 @@ from classify_upload.endpoint import (
     model_identity,
     parse_prediction,
 )
-from classify_upload.errors import ConfigurationFailure, PermanentFailure, TransientFailure
+from classify_upload.errors import (
+    CONFIGURATION_CODES,
+    TRANSIENT_CODES,
+    ConfigurationFailure,
+    PermanentFailure,
+    ServiceError,
+    TransientFailure,
+)
 from classify_upload.events import (
     SEQUENCER_WIDTH,
     UploadedObject,
@@ -33,6 +40,7 @@ from classify_upload.events import (
     uploaded_objects,
 )
 from classify_upload.images import downscale_jpeg, fit_request, sniff_content_type
+from classify_upload.settings import Settings
 from classify_upload.table import (
     MAX_ERROR_MESSAGE,
     STATUS_FAILED,
@@ -184,6 +192,47 @@ def test_network_errors_are_transient():
 )
 def test_storage_errors_are_classified_once(code, status, what, expected):
     assert type(classify_storage_error(client_error(code, status), what)) is expected
+
+
+@pytest.mark.parametrize("code", sorted(CONFIGURATION_CODES))
+def test_one_configuration_table_for_every_service(code):
+    error = client_error(code, 400)
+    assert type(classify_storage_error(error, "object")) is ConfigurationFailure
+    assert type(classify_storage_error(error, "table")) is ConfigurationFailure
+    assert type(classify_endpoint_error(error)) is ConfigurationFailure
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "what"),
+    [
+        # Each was configuration for one caller only: the endpoint's table had the first three,
+        # the storage table the last three.
+        ("ExpiredTokenException", 400, "object"),
+        ("InvalidClientTokenId", 400, "table"),
+        ("KMSAccessDeniedException", 400, "object"),
+        ("KMS.AccessDeniedException", 400, "endpoint"),
+        ("ResourceNotFoundException", 400, "endpoint"),
+        ("ValidationException", 400, "endpoint"),
+        # 401 was configuration for the endpoint only.
+        ("", 401, "table"),
+    ],
+)
+def test_codes_one_caller_missed_are_now_configuration(code, status, what):
+    error = client_error(code, status)
+    if what == "endpoint":
+        failure = classify_endpoint_error(error)
+    else:
+        failure = classify_storage_error(error, what)
+    assert type(failure) is ConfigurationFailure
+
+
+def test_transient_status_wins_and_unknown_codes_are_left_to_the_caller():
+    assert ServiceError("AccessDenied", "m", 503).failure_class() is TransientFailure
+    assert ServiceError("AccessDenied", "m", 429).failure_class() is TransientFailure
+    assert ServiceError("SomethingNew", "m", 403).failure_class() is ConfigurationFailure
+    assert ServiceError("SomethingNew", "m", 400).failure_class() is None
+    assert ServiceError("", "m", 401).error_type == "HTTP401"
+    assert CONFIGURATION_CODES.isdisjoint(TRANSIENT_CODES)
 
 
 # -- retries -------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from launch_testkit import BUCKET, ROLE
 
 from training.launch import cli
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _dataset(root: Path) -> Path:

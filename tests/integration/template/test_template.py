@@ -18,7 +18,7 @@ from cfnlint.api import lint_file
 
 from local.deploy_template import zip_code
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO_ROOT / "template.yaml"
 CHECKOV = REPO_ROOT / ".venv" / "tools" / "checkov" / "bin" / "checkov"
 ACCOUNT = "123456789012"

@@ -1,6 +1,7 @@
 """The local Lambda runtime behaves as Lambda's async invocation does (no model, no moto).
 
-A stand-in handler (tests/e2e/fake_function/app.py) raises, sleeps, exits or succeeds on demand.
+A stand-in handler (``fake_function/app.py`` beside this file) raises, sleeps, exits or succeeds
+on demand.
 """
 
 from __future__ import annotations

@@ -197,7 +197,7 @@ def test_without_hook_config_or_smdebug_training_says_the_hook_is_off(
     assert "not importable" in caplog.text
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def run_script(args: list[str], env: dict[str, str] | None = None):

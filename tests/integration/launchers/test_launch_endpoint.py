@@ -19,7 +19,7 @@ from dog_breeds.artifact.serving_code import serving_modules
 from local.sagemaker_runtime import ContainerResponse, SageMakerRuntimeServer
 from training.launch.endpoint import format_predictions, stage_code_dir
 
-SOURCE_DIR = Path(__file__).resolve().parents[2] / "training" / "container"
+SOURCE_DIR = Path(__file__).resolve().parents[3] / "training" / "container"
 
 # The endpoint contract (DESIGN.md), as the model's container would answer it.
 ANSWER = {

@@ -1,8 +1,8 @@
-"""A moto server standing in for AWS, and a way to run launch.py stages against it in-process."""
+"""The session's moto server standing in for AWS, and a way to run launcher stages against it
+in-process."""
 
 from __future__ import annotations
 
-import logging
 import time
 import types
 from collections.abc import Iterator
@@ -12,20 +12,9 @@ import boto3
 import pytest
 import requests
 from launch_testkit import BUCKET, REGION, Run
-from moto.server import ThreadedMotoServer
 
 from training.launch import cli
 from training.launch.aws import RequestLog
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture
@@ -50,7 +39,8 @@ def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
 def run_launch(
     aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ):
-    """Run ``launch.py <stage> ...`` in-process; common flags point it at the test bucket."""
+    """Run ``python -m training.launch <stage> ...`` in-process; common flags point it at the
+    test bucket."""
     import sagemaker.session
 
     # moto finishes jobs and endpoints at once: the SDK's 5-30 s polling sleeps are just waiting.

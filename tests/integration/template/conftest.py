@@ -1,18 +1,17 @@
-"""Template tests: template.yaml translated by aws-sam-translator and deployed into moto."""
+"""Template tests: template.yaml translated by aws-sam-translator and deployed into the
+session's moto server."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from local.deploy_template import StackInfo, deploy_stack, load_template, translate
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO_ROOT / "template.yaml"
 REGION = "us-east-1"
 # Non-default values everywhere, so the tests see each parameter flow to where it is used.
@@ -46,15 +45,11 @@ def translated(sam_template: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def moto_session() -> Iterator[tuple[boto3.session.Session, str]]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+def moto_session(moto_url: str) -> tuple[boto3.session.Session, str]:
     session = boto3.session.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
     )
-    yield session, f"http://{host}:{port}"
-    server.stop()
+    return session, moto_url
 
 
 @pytest.fixture(scope="module")

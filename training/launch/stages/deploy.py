@@ -1,0 +1,63 @@
+"""Stage 4, ``deploy``: a model to the endpoint the SAM template names. The model: --model-data,
+else that of --training-job, else of the job in RUNS_DIR/training_job.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from training.launch import endpoint
+from training.launch.aws import Aws, LaunchError, resolve_role
+from training.launch.stages import flags, runs
+
+HELP = "model to an endpoint"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    flags.add_role_flag(parser)
+    flags.add_endpoint_flag(parser)
+    parser.add_argument(
+        "--training-job", help="deploy this job's model (default: runs/training_job.json)"
+    )
+    parser.add_argument("--model-data", help="or this model.tar.gz S3 URI")
+    parser.add_argument(
+        "--instance-type",
+        default=os.environ.get("SAGEMAKER_ENDPOINT_INSTANCE", "ml.t2.medium"),
+        help="endpoint instance (default: SAGEMAKER_ENDPOINT_INSTANCE or %(default)s)",
+    )
+    parser.add_argument("--framework-version", default=None, help="PyTorch inference image (2.6.0)")
+    parser.add_argument("--py-version", default=None, help="Python of the image (py312)")
+    flags.add_wait_flag(parser, "the endpoint is InService")
+
+
+def check(args: argparse.Namespace) -> None:
+    resolve_role(args.role)
+
+
+def run(args: argparse.Namespace, aws: Aws) -> None:
+    model_data = _model_data(args, aws)
+    with tempfile.TemporaryDirectory(prefix="endpoint-code-") as tmp:
+        endpoint.deploy(
+            aws,
+            role=resolve_role(args.role),
+            model_data=model_data,
+            endpoint_name=args.endpoint_name,
+            prefix=args.prefix,
+            instance_type=args.instance_type,
+            wait=args.wait,
+            staging_dir=Path(tmp) / "code",
+            framework_version=args.framework_version or endpoint.INFERENCE_FRAMEWORK_VERSION,
+            py_version=args.py_version or endpoint.INFERENCE_PY_VERSION,
+        )
+
+
+def _model_data(args: argparse.Namespace, aws: Aws) -> str:
+    if args.model_data:
+        return args.model_data
+    job = args.training_job or runs.saved_training_job(args)
+    if not job:
+        raise LaunchError("deploy needs --training-job NAME or --model-data s3://.../model.tar.gz")
+    return endpoint.model_data_of(aws, job)
