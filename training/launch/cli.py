@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from training.launch.aws import DEFAULT_PREFIX, LaunchError, connect
 from training.launch.stages import STAGES
@@ -25,7 +25,7 @@ from training.launch.stages import STAGES
 class CliParser(argparse.ArgumentParser):
     """Bad arguments: one line on stderr and exit code 2, like every other user error here."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
