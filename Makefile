@@ -21,7 +21,7 @@ REQUIREMENTS := requirements/dev.txt lambdas/classify_upload/requirements.txt \
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install test test-fast lint format demo local bench validate build deploy clean
+.PHONY: help install test test-fast lint format demo local bench parity validate build deploy clean
 
 help:
 	@echo "make demo    train a small model, run the whole system offline, print the results"
@@ -29,9 +29,12 @@ help:
 	@echo "make test    lint, then the test suite (installs into .venv first)"
 	@echo "make test-fast   the unit tests only (seconds)"
 	@echo "make bench   CPU serving benchmark: eager PyTorch vs the served path (JSON)"
+	@echo "make parity  train and serve in the SageMaker images' Python 3.12 runtimes (.venv/parity, GBs)"
 	@echo "make deploy  sam build + sam deploy --guided (the SAM CLI goes into .venv/tools/sam)"
+	@echo "make redrive STACK=...    move the dead-letter queue's messages back to the upload queue"
+	@echo "make reprocess STACK=... ARGS=\"--all --wait\"   classify stored uploads again (after a model update)"
 
-install: $(STAMP) $(CHECKOV)
+install: $(STAMP) $(CHECKOV) $(SAM)
 
 $(STAMP): $(REQUIREMENTS) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -85,8 +88,25 @@ demo: $(STAMP)
 local: $(STAMP)
 	$(PY) -m local up $(ARGS)
 
+# The stack's operator commands (README "Operations"), e.g.
+#   make redrive STACK=dog-breeds
+#   make reprocess STACK=dog-breeds ARGS="--breed Beagle --wait"
+# ARGS also takes --region, --profile, --endpoint-url (the offline stack of `make local`).
+STACK ?= dog-breeds
+.PHONY: redrive reprocess
+
+redrive: $(STAMP)
+	$(PY) -m classify_ops redrive --stack $(STACK) $(ARGS)
+
+reprocess: $(STAMP)
+	$(PY) -m classify_ops reprocess --stack $(STACK) $(ARGS)
+
 bench: $(STAMP)
 	$(PY) tests/benchmarks/bench_serving.py
+
+# Not part of `make test`: the first run downloads several GB (PyPI's torch is the CUDA build).
+parity: $(STAMP)
+	$(PY) -m local.parity
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .aws-sam runs

@@ -5,7 +5,7 @@
 1. dataset   the small default (``local.tiny``) in the dogImages layout, or ``--data-dir``
 2. train     ``training/container/train.py`` from random init (subprocess; its progress is shown)
 3. package   ``model.tar.gz`` as SageMaker stores it, extracted again for the endpoint
-4. stack     moto + ``template.yaml`` + the endpoint + the S3 trigger (``local.stack``)
+4. stack     moto + ``template.yaml`` + the endpoint + the queue's event source (``local.stack``)
 5. upload    the test split plus bad files, through the S3 API
 6. results   wait until every upload has its item, read the table, score it
 Training runs in a subprocess, the function in the stack's worker processes, everything else in
@@ -139,7 +139,7 @@ def package_model(model_source: Path, workdir: Path) -> Path:
 
 def start_stack(model_dir: Path, log_dir: Path, running: contextlib.ExitStack) -> LocalStack:
     """Stage 4: the stack, left running until ``running`` closes."""
-    say("== 4/6 stack: moto + template.yaml + endpoint + S3 trigger")
+    say("== 4/6 stack: moto + template.yaml + endpoint + S3 → SQS → function")
     shutil.rmtree(log_dir, ignore_errors=True)
     stack = running.enter_context(LocalStack(model_dir, log_dir=log_dir))
     assert stack.facts is not None
@@ -173,25 +173,26 @@ def collect_results(
         [u.key for u in uploads],
         timeout or 60 + 2.0 * len(uploads),
         progress_printer("  results"),
-        # Nothing queued, retrying or running: what has no item by now never will (lost).
+        # The queue empty and nothing running: what has no item by now never will (lost, or in
+        # the dead-letter queue).
         settled=lambda: stack.wait_idle(1.0),
     )
 
 
-def report(
-    stack: LocalStack, summary: dict[str, Any], failure_records: list[dict[str, Any]]
-) -> None:
+def report(stack: LocalStack, summary: dict[str, Any], dead_letters: list[Any]) -> None:
     """The table of uploads and what the function did, as the user reads them."""
-    assert stack.facts is not None
+    assert stack.facts is not None and stack.event_source is not None
     say("")
     say(format_table(summary["rows"]))
     say("")
-    invoker = stack.invoker.stats if stack.invoker else None
+    stats = stack.event_source.stats
     say(
-        f"function: {invoker.invocations} invocations, {invoker.retries} async retries, "
-        f"{invoker.cold_starts} cold starts, max concurrency {invoker.max_concurrency_seen}"
-        f" (cap {stack.facts.function.reserved_concurrency}); "
-        f"failure queue: {len(failure_records)} records"
+        f"function: {stats.invocations} invocations ({stats.errors} errors) for "
+        f"{stats.messages_received} messages, {stats.messages_deleted} deleted, "
+        f"{stats.cold_starts} cold starts, max concurrency {stats.max_concurrency_seen} "
+        f"(cap {stack.facts.event_source.maximum_concurrency}), peak memory "
+        f"{stats.peak_memory_used_mb} MB of {stack.facts.function.memory_mb}; "
+        f"dead-letter queue: {len(dead_letters)} messages"
     )
 
 
@@ -224,8 +225,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with clock.stage("results"):
             items = collect_results(stack, uploads, args.timeout)
         summary = summarize(uploads, items)
-        failure_records = stack.failure_records()
-        report(stack, summary, failure_records)
+        dead_letters = stack.dead_letters()
+        report(stack, summary, dead_letters)
         clock.stop()  # the total leaves out the time kept running
         if args.keep_running:
             keep_running(stack, uploads[0].true_class or "Some_breed")
@@ -238,7 +239,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "unexpected_status": summary["unexpected_status"],
         "accuracy": summary["accuracy"],
         "train_test_accuracy": train_summary.get("test_accuracy"),
-        "failure_queue": len(failure_records),
+        "dead_letters": len(dead_letters),
         "seconds": clock.seconds,
     }
 

@@ -1,197 +1,143 @@
-"""The serving container in-process: ``endpoint_inference.py`` driven by the SageMaker PyTorch
-inference toolkit's own ``HandlerService``, as TorchServe drives it in the real container.
+"""The serving container on this machine: ``endpoint_inference.py`` driven by the SageMaker
+PyTorch inference toolkit's own ``HandlerService``, as TorchServe drives it in the real container.
 
-What the real container does, and what this copies (sagemaker-pytorch-inference 2.0.25,
-sagemaker-inference 1.10, TorchServe's ``ts/service.py`` and ``ts/context.py``):
-- the handler module is ``$SAGEMAKER_PROGRAM`` (``endpoint_inference.py``) imported from
-  ``/opt/ml/model/code`` (on PYTHONPATH); ``model_fn`` runs once, at ``initialize(context)``;
-- one ``Context`` lives for the worker's lifetime; per request TorchServe sets
-  ``context.request_processor = [RequestProcessor(headers)]`` and calls
-  ``handle([{"body": bytes}], context)``; the request headers (Content-Type, Accept,
-  X-Amzn-SageMaker-Custom-Attributes, ...) are what ``input_fn(data, content_type, context)`` sees;
-- a ``BaseInferenceToolkitError`` from a handler sets that status (body: message + traceback);
-  any other exception becomes 500; an exception escaping ``handle`` itself is TorchServe's 503.
-One worker: requests are served one at a time, like one TorchServe worker.
+``ToolkitContainer`` runs one worker process (``local.model_worker``, one TorchServe worker) whose
+``sys.path`` holds the artifact's ``code/`` and the installed distributions only, never this
+repository: what the endpoint serves is what ``model.tar.gz`` ships, so a module the packaging
+forgot fails here as it would in the container. Requests are served one at a time, like one
+TorchServe worker; a worker that dies is answered 503 and started again, as TorchServe does.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
-import importlib.util
 import json
 import os
+import select
+import shutil
+import subprocess
 import sys
+import tempfile
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from dog_breeds.artifact.serving_code import ENTRY_POINT, write_code_dir
 from local.sagemaker_runtime import ContainerResponse
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SOURCE_DIR = REPO_ROOT / "training" / "container"
-PROGRAM = "endpoint_inference.py"
-CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+WORKER = Path(__file__).resolve().parent / "model_worker.py"
+PROGRAM = ENTRY_POINT
+# A model load on a loaded machine (OpenVINO compile, torch import) can take a while.
+START_TIMEOUT_S = 300.0
 
 
-class RequestProcessor:
-    """TorchServe's per-request header holder and response status/headers."""
-
-    def __init__(self, request_header: dict[str, Any]):
-        self._status_code = 200
-        self._reason_phrase: str | None = None
-        self._response_header: dict[str, str] = {}
-        self._request_header = request_header
-
-    def get_request_property(self, key: str) -> Any:
-        return self._request_header.get(key)
-
-    def get_request_properties(self) -> dict[str, Any]:
-        return self._request_header
-
-    def report_status(self, code: int, reason_phrase: str | None = None) -> None:
-        self._status_code = code
-        self._reason_phrase = reason_phrase
-
-    def get_response_status_code(self) -> int:
-        return self._status_code
-
-    def get_response_status_phrase(self) -> str | None:
-        return self._reason_phrase
-
-    def add_response_property(self, key: str, value: str) -> None:
-        self._response_header[key] = value
-
-    def get_response_headers(self) -> dict[str, str]:
-        return self._response_header
-
-
-class ModelServerContext:
-    """The subset of TorchServe's ``ts.context.Context`` that the toolkit uses."""
-
-    def __init__(self, model_dir: str, model_name: str = "model"):
-        self.model_name = model_name
-        self.manifest = {"model": {"modelName": model_name}}
-        self._system_properties = {
-            "model_dir": model_dir,
-            "gpu_id": None,
-            "batch_size": 1,
-            "server_name": "MMS",
-            "server_version": "local",
-            "limit_max_image_pixels": True,
-        }
-        self.request_ids: dict[int, str] | None = None
-        self.request_processor: list[RequestProcessor] | None = None
-        self.metrics = None
-
-    @property
-    def system_properties(self) -> dict[str, Any]:
-        return self._system_properties
-
-    def get_request_id(self, idx: int = 0) -> str | None:
-        return None if self.request_ids is None else self.request_ids.get(idx)
-
-    def get_request_header(self, idx: int, key: str) -> Any:
-        return self.request_processor[idx].get_request_property(key)
-
-    def get_all_request_header(self, idx: int) -> dict[str, Any]:
-        return self.request_processor[idx].get_request_properties()
-
-    def set_response_content_type(self, idx: int, value: str) -> None:
-        self.set_response_header(idx, "content-type", value)
-
-    def get_response_content_type(self, idx: int) -> str | None:
-        return self.get_response_headers(idx).get("content-type")
-
-    def get_response_status(self, idx: int) -> tuple[int, str | None]:
-        processor = self.request_processor[idx]
-        return processor.get_response_status_code(), processor.get_response_status_phrase()
-
-    def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
-        if self.request_processor is not None and self.request_processor[idx] is not None:
-            self.request_processor[idx].report_status(code, reason_phrase=phrase)
-
-    def get_response_headers(self, idx: int) -> dict[str, str]:
-        return self.request_processor[idx].get_response_headers()
-
-    def set_response_header(self, idx: int, key: str, value: str) -> None:
-        self.request_processor[idx].add_response_property(key, value)
-
-
-@contextlib.contextmanager
-def _environ(**values: str) -> Iterator[None]:
-    """Set environment variables for a block; the toolkit reads SAGEMAKER_PROGRAM and rewrites
-    PYTHONPATH during initialize, which must not leak into processes started later."""
-    saved = {k: os.environ.get(k) for k in [*values, "PYTHONPATH"]}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _encode(value: Any) -> bytes:
-    """A handler's return value as TorchServe puts it on the wire."""
-    if isinstance(value, bytes | bytearray):
-        return bytes(value)
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    return json.dumps(value).encode("utf-8")
-
-
-def _load_program(path: Path) -> None:
-    """Import the handler module from its file under its module name, where the toolkit's
-    ``importlib.import_module(SAGEMAKER_PROGRAM)`` finds it (the real container has ``code/`` on
-    PYTHONPATH instead)."""
-    name = path.stem
-    if name in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
+class WorkerFailed(RuntimeError):
+    """The worker could not load the model (its error names why)."""
 
 
 class ToolkitContainer:
     """``ping()`` / ``invoke(...)`` over the toolkit's HandlerService for one model directory.
 
-    The handler module comes from ``model_dir/code`` when the artifact carries it (a packaged
-    model.tar.gz), else from the repository's ``training/container``; the ``dog_breeds`` package it
-    imports is the one this process already imports (the repository's). Python imports a module
-    once per process, so every container in one process shares the first ``endpoint_inference``.
+    ``model_dir`` is an extracted artifact. Its ``code/`` is what is served; a model directory
+    without one (straight from training, not yet packaged) gets the ``code/`` that packaging would
+    write, in a temporary directory. ``close()`` stops the worker.
     """
 
-    def __init__(self, model_dir: Path, code_dir: Path | None = None, program: str = PROGRAM):
-        from sagemaker_pytorch_serving_container.handler_service import HandlerService
-
+    def __init__(self, model_dir: Path, *, log_path: Path | None = None) -> None:
         self.model_dir = Path(model_dir).resolve()
-        if code_dir is None:
-            packaged = self.model_dir / "code"
-            code_dir = packaged if (packaged / program).is_file() else SOURCE_DIR
-        self.code_dir = Path(code_dir).resolve()
-        if not (self.code_dir / program).is_file():
-            raise FileNotFoundError(f"{self.code_dir / program} does not exist")
-        _load_program(self.code_dir / program)
+        self._tmp: Path | None = None
+        packaged = self.model_dir / "code"
+        if (packaged / PROGRAM).is_file():
+            self.code_dir = packaged
+        else:
+            self._tmp = Path(tempfile.mkdtemp(prefix="model-code-"))
+            self.code_dir = write_code_dir(self._tmp / "code")
+        self._log_path = log_path
         self._lock = threading.Lock()
-        self._context = ModelServerContext(str(self.model_dir))
-        self._service = HandlerService()
-        with _environ(SAGEMAKER_PROGRAM=program):
-            # Loads the model (model_fn) now, as TorchServe does when the worker starts.
-            self._service.initialize(self._context)
-        self._ready = True
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._results: Any = None
+        self._buffer = b""
+        self.restarts = 0
+        self._start()
+
+    # -- the worker process ------------------------------------------------------------------
+
+    def _environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env.update(PYTHONPATH=str(self.code_dir), SAGEMAKER_PROGRAM=PROGRAM, PYTHONUNBUFFERED="1")
+        return env
+
+    def _start(self) -> None:
+        read_fd, write_fd = os.pipe()
+        log = open(self._log_path, "ab") if self._log_path else None  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-P", str(WORKER), str(self.model_dir), str(write_fd)],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT if log else None,
+                env=self._environment(),
+                cwd=self.code_dir,
+                pass_fds=(write_fd,),
+            )
+        finally:
+            os.close(write_fd)
+            if log is not None:
+                log.close()
+        self._results = os.fdopen(read_fd, "rb", buffering=0)
+        self._buffer = b""
+        ready = self._read_line(START_TIMEOUT_S)
+        if not ready or not ready.get("ready"):
+            self._stop()
+            error = ready.get("error") if ready else "the worker exited while loading"
+            raise WorkerFailed(f"model worker for {self.model_dir}: {error}")
+
+    def _read_line(self, timeout_s: float | None) -> dict[str, Any] | None:
+        """The worker's next JSON line; None if it died (or the timeout passed)."""
+        assert self._results is not None
+        while b"\n" not in self._buffer:
+            ready, _, _ = select.select([self._results], [], [], timeout_s)
+            if not ready:
+                return None
+            chunk = self._results.read(1 << 20)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return json.loads(line)
+
+    def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.stdin:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._results is not None:
+            self._results.close()
+            self._results = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> ToolkitContainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the container's contract -----------------------------------------------------------
 
     def ping(self) -> bool:
-        return self._ready
+        return self._proc is not None and self._proc.poll() is None
 
     def invoke(
         self,
@@ -200,21 +146,26 @@ class ToolkitContainer:
         accept: str = "application/json",
         custom_attributes: str | None = None,
     ) -> ContainerResponse:
-        headers = {"Content-Type": content_type, "Accept": accept}
-        if custom_attributes is not None:
-            headers[CUSTOM_ATTRIBUTES_HEADER] = custom_attributes
-        processor = RequestProcessor(headers)
+        request = {
+            "body": base64.b64encode(body).decode(),
+            "content_type": content_type,
+            "accept": accept,
+            "custom_attributes": custom_attributes,
+        }
         with self._lock:
-            self._context.request_ids = {0: str(uuid.uuid4())}
-            self._context.request_processor = [processor]
+            if not self.ping():
+                self.restarts += 1
+                self._start()
+            assert self._proc is not None and self._proc.stdin is not None
             try:
-                result = self._service.handle([{"body": body}], self._context)
-            except Exception as exc:  # TorchServe: "Invoking custom service failed" -> 503
-                return ContainerResponse(503, f"Prediction failed: {exc!r}".encode(), "text/plain")
-        if not isinstance(result, list) or len(result) != 1:
-            return ContainerResponse(503, b"Invalid model predict output", "text/plain")
-        status = processor.get_response_status_code()
-        content_type_out = processor.get_response_headers().get("content-type")
-        if content_type_out is None:
-            content_type_out = "application/json" if status == 200 else "text/plain"
-        return ContainerResponse(status, _encode(result[0]), content_type_out)
+                self._proc.stdin.write((json.dumps(request) + "\n").encode())
+                self._proc.stdin.flush()
+                answer = self._read_line(None)
+            except (BrokenPipeError, OSError):
+                answer = None
+            if answer is None:  # the worker died mid-request: TorchServe answers 503
+                self._stop()
+                return ContainerResponse(503, b"the model worker died", "text/plain")
+        return ContainerResponse(
+            answer["status"], base64.b64decode(answer["body"]), answer["content_type"]
+        )

@@ -3,19 +3,27 @@
     python -m local up [--model PATH] [--workdir runs/demo]     (what `make local` runs)
 
 ``LocalStack`` is also what ``python -m local demo`` and the end-to-end tests start. What runs,
-all in this process except the function's sandboxes:
-- a moto server (S3, DynamoDB, SQS, CloudFormation, Lambda metadata) with ``template.yaml``
-  deployed into it by ``local.deploy_template`` (names, environment, limits from the template);
+all in this process except the function's sandboxes, follows the template's path
+S3 → SQS → event source mapping → Lambda:
+- a moto server (S3, DynamoDB, SQS, CloudFormation, Lambda metadata) with two things moto lacks
+  added in-process: SQS's message move task (``local.moto_sqs_move``, which the ``classify_ops
+  redrive`` command uses) and the ``sequencer`` of S3 event records (``local.moto_s3_sequencer``);
+- ``template.yaml`` deployed into it by ``local.deploy_template`` (names, environment, queues,
+  limits from the template), with the bucket's versioning and its notification to the upload
+  queue applied from the template, since moto's CloudFormation drops both. S3 itself (moto) then
+  sends each upload's event to the upload queue; the queue's RedrivePolicy moves a message that
+  failed ``maxReceiveCount`` receives to the dead-letter queue;
 - the endpoint: ``local.sagemaker_runtime.SageMakerRuntimeServer`` serving the model artifact
   through the SageMaker PyTorch inference toolkit (``local.model_container.ToolkitContainer``);
-- the trigger: the bucket notifies an SQS queue with the template's filter and
-  ``local.trigger.S3EventPump`` hands each event to ``local.lambda_runtime.AsyncInvoker``, which
-  runs ``classify_upload.handler.lambda_handler`` (from ``lambdas/classify_upload``) unchanged in
-  ReservedConcurrentExecutions long-lived worker processes (``local.lambda_worker``), with
-  Lambda's async retries and on-failure destination.
-Every port is chosen free; ``LocalStack`` is a context manager that stops everything it started.
-Without ``--model``, ``up`` serves the workdir's model, training the small default
-(``local.tiny``) first if there is none.
+- the event source mapping: ``local.event_source.SqsEventSource`` with the mapping's settings as
+  moto holds them (BatchSize, ReportBatchItemFailures, MaximumConcurrency): that many pollers,
+  each invoking ``classify_upload.handler.lambda_handler`` (the deployed package, unzipped)
+  unchanged in a long-lived worker process (``local.lambda_worker``) and deleting what the
+  function does not report failed.
+``visibility_timeout_s`` shortens the upload queue's visibility timeout (the template's 1800 s)
+so that tests see redeliveries in seconds. Every port is chosen free; ``LocalStack`` is a context
+manager that stops everything it started. Without ``--model``, ``up`` serves the workdir's model,
+training the small default (``local.tiny``) first if there is none.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import shlex
 import shutil
 import sys
@@ -42,18 +51,14 @@ from botocore.config import Config
 from moto.moto_api._internal.models import moto_api_backend
 from moto.server import ThreadedMotoServer
 
-from local import tiny
-from local.deploy_template import deploy_stack
-from local.lambda_runtime import (
-    DEFAULT_RETRY_DELAYS_S,
-    AsyncInvoker,
-    FunctionConfig,
-    lambda_environment,
-)
+from local import moto_s3_sequencer, moto_sqs_move, tiny
+from local.deploy_template import QueueInfo, StackInfo, deploy_stack
+from local.event_source import MappingConfig, SqsEventSource
+from local.function_build import FUNCTION_LOGICAL_ID, BuiltFunction, build_function
+from local.lambda_runtime import FunctionConfig, lambda_environment
 from local.model_container import ToolkitContainer
 from local.sagemaker_runtime import SageMakerRuntimeServer
 from local.signals import terminate_on_sigterm, wait_for_interrupt
-from local.trigger import S3EventPump, function_triggers, notify_queue
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO_ROOT / "template.yaml"
@@ -74,11 +79,15 @@ class StackFacts:
     bucket: str
     table: str
     function: FunctionConfig
-    failure_queue_url: str | None
-    triggers: list[dict[str, Any]]
+    upload_queue: QueueInfo  # as deployed: its attributes are the template's
+    dead_letter_queue: QueueInfo | None
+    event_source: MappingConfig
+    bucket_versioning: dict[str, Any] = field(default_factory=dict)
+    bucket_notifications: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     parameters: dict[str, str] = field(default_factory=dict)
-    # In the template but not modelled by moto (alarms, bucket policy, EventInvokeConfig ...).
+    # In the template, not in moto's stack: types moto does not model (alarms, bucket and queue
+    # policies ...) and resources whose Condition is false.
     template_only: dict[str, str] = field(default_factory=dict)
 
 
@@ -89,23 +98,11 @@ def _session(region: str = REGION) -> boto3.session.Session:
 
 
 def stack_facts(
-    info: Any, parameters: Mapping[str, str], code_dir: Path = DEFAULT_CODE_DIR
+    info: StackInfo, code_dir: Path = DEFAULT_CODE_DIR, python: str = sys.executable
 ) -> StackFacts:
-    """What the offline stack needs from ``deploy_template.StackInfo``.
-
-    ``parameters``: the values passed to the deployment; the template's defaults fill the rest
-    (the trigger's filter refers to them). ``code_dir``: the function's unpacked code.
-    """
-    template = info.translated_template
-    values = {
-        name: str(spec["Default"])
-        for name, spec in template.get("Parameters", {}).items()
-        if "Default" in spec
-    }
-    values.update({k: str(v) for k, v in parameters.items()})
+    """What the offline stack needs from ``deploy_template.StackInfo``; ``code_dir`` is the
+    function's unpacked code, ``python`` the interpreter that runs it."""
     config = info.function_configuration
-    invoke = info.event_invoke_config
-    bucket_logical = next((k for k, v in info.resources.items() if v == info.bucket_name), None)
     function = FunctionConfig(
         function_name=info.function_name,
         function_arn=info.function_arn,
@@ -114,24 +111,23 @@ def stack_facts(
         environment=dict(info.environment),
         timeout_s=float(config.get("Timeout", 3)),
         memory_mb=int(config.get("MemorySize", 128)),
-        # No reserved concurrency would mean "the account's limit": one machine's few workers.
-        reserved_concurrency=int(info.reserved_concurrency or 4),
-        max_retry_attempts=int(invoke.get("MaximumRetryAttempts", 2)),
-        max_event_age_s=float(invoke.get("MaximumEventAgeInSeconds", 21600)),
-        on_failure_queue_url=info.failure_queue_url,
+        python=python,
     )
     return StackFacts(
         stack_name=info.stack_name,
         bucket=info.bucket_name,
         table=info.table_name,
         function=function,
-        failure_queue_url=info.failure_queue_url,
-        triggers=function_triggers(template, bucket_logical, values),
+        upload_queue=info.upload_queue,
+        dead_letter_queue=info.dead_letter_queue,
+        event_source=MappingConfig.from_mapping(info.event_source_mapping, info.upload_queue.url),
+        bucket_versioning=dict(info.bucket_versioning),
+        bucket_notifications=dict(info.bucket_notifications),
         outputs=dict(info.outputs),
-        parameters=values,
+        parameters=dict(info.parameters),
         template_only={
             logical: resource["Type"]
-            for logical, resource in template.get("Resources", {}).items()
+            for logical, resource in info.translated_template.get("Resources", {}).items()
             if logical not in info.resources
         },
     )
@@ -141,8 +137,10 @@ class LocalStack:
     """Start everything on ``__enter__`` (or ``start()``), stop it all on ``__exit__``.
 
     ``model_dir`` is an extracted model artifact. ``parameters`` override the template's
-    (``EndpointName`` is always the local endpoint's name). ``containers`` replaces the model
-    container (tests); ``retry_delays_s`` are the async retry delays (Lambda: minutes).
+    (``EndpointName`` is always the local endpoint's name). ``container`` replaces the model
+    container (tests). ``visibility_timeout_s`` replaces the upload queue's visibility timeout
+    after deployment (SQS takes whole seconds: it is rounded up), so that a failed message comes
+    back in seconds rather than the template's half hour.
     """
 
     def __init__(
@@ -154,10 +152,11 @@ class LocalStack:
         parameters: Mapping[str, str] | None = None,
         template: Path = TEMPLATE,
         endpoint_workers: int = 1,
-        retry_delays_s: tuple[float, ...] = DEFAULT_RETRY_DELAYS_S,
+        visibility_timeout_s: float | None = None,
         log_dir: Path | None = None,
         container: Any = None,
         region: str = REGION,
+        function: BuiltFunction | None = None,
     ) -> None:
         self.model_dir = model_dir
         self.endpoint_name = endpoint_name
@@ -165,18 +164,20 @@ class LocalStack:
         self.parameters = dict(parameters or {})
         self.template = template
         self.endpoint_workers = endpoint_workers
-        self.retry_delays_s = retry_delays_s
+        self.visibility_timeout_s = (
+            None if visibility_timeout_s is None else math.ceil(visibility_timeout_s)
+        )
         self.log_dir = log_dir
         self.region = region
         self._container = container
+        self.function = function  # sam build's output on python3.12 (built on start if None)
         self._exit = contextlib.ExitStack()
         self.session = _session(region)
         self.moto_url = ""
         self.endpoint_url = ""
         self.endpoint: Any = None  # the SageMakerRuntimeServer (fault injection in tests)
         self.facts: StackFacts | None = None
-        self.invoker: AsyncInvoker | None = None
-        self.pump: S3EventPump | None = None
+        self.event_source: SqsEventSource | None = None
         self.timings: dict[str, float] = {}
 
     def __enter__(self) -> LocalStack:
@@ -209,13 +210,15 @@ class LocalStack:
 
     def _start(self) -> None:
         # In dependency order: the function's environment needs both URLs and the deployed
-        # configuration; the trigger needs the function. Each step registers its own stop.
+        # configuration; the event source needs the queue and the function. Each step
+        # registers its own stop.
         for name, step in [
             ("moto", self._start_moto),
             ("endpoint", self._start_endpoint),
+            ("build", self._build_function),
             ("deploy", self._deploy),
-            ("function", self._start_function),
-            ("trigger", self._start_trigger),
+            ("queue", self._override_visibility_timeout),
+            ("event_source", self._start_event_source),
         ]:
             t = time.perf_counter()
             step()
@@ -227,6 +230,8 @@ class LocalStack:
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()
         self._exit.callback(moto.stop)
+        moto_sqs_move.install()  # StartMessageMoveTask & co., for `classify_ops redrive`
+        moto_s3_sequencer.install()  # S3 event records carry a sequencer, as on AWS
         host, port = moto.get_host_and_port()
         self.moto_url = f"http://{host}:{port}"
         # moto's backends live in this process: leave none of our state behind for the next user.
@@ -236,6 +241,7 @@ class LocalStack:
         container = self._container
         if container is None:
             container = ToolkitContainer(Path(self.model_dir))
+            self._exit.callback(container.close)
         self.endpoint = SageMakerRuntimeServer(
             {self.endpoint_name: container}, host="127.0.0.1", max_workers=self.endpoint_workers
         )
@@ -252,19 +258,46 @@ class LocalStack:
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
+                warnings.filterwarnings("ignore", message="No Moto CloudFormation support")
                 info = deploy_stack(
                     self.session,
                     self.template,
                     self.stack_name,
                     parameters,
                     endpoint_url=self.moto_url,
+                    packages=self._packages(),
                 )
         finally:
             moto_logger.setLevel(level)
-        self.facts = stack_facts(info, parameters, self._unpack_code(info))
+        assert self.function is not None
+        self.facts = stack_facts(info, self._unpack_code(info), self.function.python)
 
-    def _start_function(self) -> None:
-        """The function's sandboxes, with every AWS client in them pointed at this stack."""
+    def _build_function(self) -> None:
+        """The function as `sam build` packs it, for python3.12 (cached), or the fallback."""
+        if self.function is None:
+            self.function = build_function()
+        if not self.function.built:
+            print(f"lambda: {self.function.note}", file=sys.stderr)
+
+    def _packages(self) -> dict[str, Path]:
+        assert self.function is not None
+        if self.function.package is None:
+            return {}
+        return {FUNCTION_LOGICAL_ID: self.function.package}
+
+    def _override_visibility_timeout(self) -> None:
+        """Tests need redeliveries in seconds; the deployed value stays in ``facts``."""
+        assert self.facts is not None
+        if self.visibility_timeout_s is None:
+            return
+        self.client("sqs").set_queue_attributes(
+            QueueUrl=self.facts.upload_queue.url,
+            Attributes={"VisibilityTimeout": str(self.visibility_timeout_s)},
+        )
+
+    def _start_event_source(self) -> None:
+        """The queue's event source mapping, invoking the function's sandboxes, with every AWS
+        client in them pointed at this stack."""
         assert self.facts is not None
         config = self.facts.function
         env = lambda_environment(
@@ -278,32 +311,17 @@ class LocalStack:
             },
             self.region,
         )
-        self.invoker = AsyncInvoker(
+        self.event_source = SqsEventSource(
+            self.facts.event_source,
             config,
             env,
-            self._send_to_failure_destination,
-            retry_delays_s=self.retry_delays_s,
+            lambda: self.client("sqs"),
             log_dir=self.log_dir,
         )
-        self.invoker.start()
-        self._exit.callback(self.invoker.close)
+        self.event_source.start()
+        self._exit.callback(self.event_source.close)
 
-    def _start_trigger(self) -> None:
-        """The bucket's notifications into an SQS queue, pumped into the function."""
-        assert self.facts is not None and self.invoker is not None
-        sqs = self.client("sqs")
-        queue_url = notify_queue(
-            self.client("s3"),
-            sqs,
-            self.facts.bucket,
-            f"{self.stack_name}-s3-events",
-            self.facts.triggers,
-        )
-        self.pump = S3EventPump(sqs, queue_url, self.invoker.invoke_async)
-        self.pump.start()
-        self._exit.callback(self.pump.stop)
-
-    def _unpack_code(self, info: Any) -> Path:
+    def _unpack_code(self, info: StackInfo) -> Path:
         """The deployment package the stack points at, unzipped as Lambda does into /var/task:
         the function runs what was deployed, so a module missing from the package fails here."""
         resource = info.translated_template["Resources"].get(
@@ -319,13 +337,6 @@ class LocalStack:
             package.extractall(task_root)
         return task_root
 
-    def _send_to_failure_destination(self, record: dict[str, Any]) -> None:
-        url = self.facts.failure_queue_url if self.facts else None
-        if url is None:  # no destination configured: Lambda discards the event
-            print("lambda: event discarded (no on-failure destination)", file=sys.stderr)
-            return
-        self.client("sqs").send_message(QueueUrl=url, MessageBody=json.dumps(record))
-
     @staticmethod
     def _reset_moto() -> None:
         moto_api_backend.reset()
@@ -335,44 +346,27 @@ class LocalStack:
         exit_stack.close()
 
     def wait_idle(self, timeout: float) -> bool:
-        """True once the notification queue is empty and the function has nothing in flight."""
-        assert self.pump is not None and self.invoker is not None
-        deadline = time.monotonic() + timeout
-        quiet_since = None
-        while time.monotonic() < deadline:
-            idle = self.invoker.pending() == 0 and self._notifications_waiting() == 0
-            if idle:
-                quiet_since = quiet_since or time.monotonic()
-                if time.monotonic() - quiet_since > 0.3:
-                    return True
-            else:
-                quiet_since = None
-            time.sleep(0.1)
-        return False
+        """True once the upload queue is empty (nothing visible or in flight) and no batch is
+        being processed. A message that failed waits out its visibility timeout first."""
+        assert self.event_source is not None
+        return self.event_source.wait_idle(timeout)
 
-    def _notifications_waiting(self) -> int:
-        sqs = self.client("sqs")
-        url = sqs.get_queue_url(QueueName=f"{self.stack_name}-s3-events")["QueueUrl"]
-        attrs = sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attrs["ApproximateNumberOfMessages"]) + int(
-            attrs["ApproximateNumberOfMessagesNotVisible"]
-        )
-
-    def failure_records(self, max_messages: int = 1000) -> list[dict[str, Any]]:
-        """Read (and remove) every record in the stack's failure queue."""
-        assert self.facts is not None and self.facts.failure_queue_url
-        sqs, url, records = self.client("sqs"), self.facts.failure_queue_url, []
-        while len(records) < max_messages:
+    def dead_letters(self, max_messages: int = 10000) -> list[Any]:
+        """Read (and remove) the dead-letter queue's message bodies, JSON-decoded where they are
+        JSON (an S3 event, as S3 sent it)."""
+        assert self.facts is not None and self.facts.dead_letter_queue is not None
+        sqs, url, bodies = self.client("sqs"), self.facts.dead_letter_queue.url, []
+        while len(bodies) < max_messages:
             messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
             if not messages:
                 break
             for message in messages:
-                records.append(json.loads(message["Body"]))
+                try:
+                    bodies.append(json.loads(message["Body"]))
+                except ValueError:
+                    bodies.append(message["Body"])
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        return records
+        return bodies
 
     # What a user pastes into a shell -------------------------------------------------------
 
@@ -384,7 +378,10 @@ class LocalStack:
         prefix = self.facts.function.environment.get("UPLOAD_PREFIX", "uploads/")
         key = json.dumps({"bucket": {"S": bucket}, "key": {"S": f"{prefix}my_dog.jpg"}})
         breed = json.dumps({":b": {"S": example_breed}})
+        low = json.dumps({":c": {"S": "LOW"}})
         names = json.dumps({"#k": "key", "#s": "status"})
+        ops = f"{shlex.quote(sys.executable)} -m classify_ops"
+        where = f"--stack {self.stack_name} --endpoint-url {self.moto_url}"
         lines = [
             "# credentials: any non-empty value works offline",
             *(f"export {k}={v}" for k, v in DUMMY_CREDENTIALS.items()),
@@ -400,18 +397,30 @@ class LocalStack:
             f"--key-condition-expression 'breed = :b' "
             f"--expression-attribute-values {shlex.quote(breed)} --no-scan-index-forward",
             "",
+            "# predictions below the confidence threshold, newest first (GSI, no scan)",
+            f"{aws} dynamodb query --table-name {table} --index-name low_confidence "
+            f"--key-condition-expression 'confidence = :c' "
+            f"--expression-attribute-values {shlex.quote(low)} --no-scan-index-forward",
+            "",
             "# everything in the table",
             f"{aws} dynamodb scan --table-name {table} "
             f"--projection-expression '#k, #s, breed, probability' "
             f"--expression-attribute-names {shlex.quote(names)}",
         ]
-        if self.facts.failure_queue_url:
+        if self.facts.dead_letter_queue is not None:
             lines += [
                 "",
-                "# events that failed after Lambda's retries (on-failure destination)",
-                f"{aws} sqs receive-message --queue-url {self.facts.failure_queue_url}",
+                "# uploads that failed every delivery (dead-letter queue; looking hides nothing)",
+                f"{aws} sqs receive-message --queue-url {self.facts.dead_letter_queue.url} "
+                "--max-number-of-messages 10 --visibility-timeout 0",
+                "",
+                "# once the cause is fixed: move them back to the upload queue",
+                f"{ops} redrive {where}",
             ]
         lines += [
+            "",
+            "# classify every stored upload again (after a model update) and wait for it",
+            f"{ops} reprocess {where} --all --wait",
             "",
             "# the endpoint directly (SageMaker runtime API)",
             f"{cli} --endpoint-url {self.endpoint_url} sagemaker-runtime invoke-endpoint "
@@ -422,21 +431,42 @@ class LocalStack:
 
     def describe(self) -> str:
         assert self.facts is not None
-        f = self.facts.function
+        facts, f = self.facts, self.facts.function
         return "\n".join(
             [
                 f"moto (S3, DynamoDB, SQS, CloudFormation, Lambda): {self.moto_url}",
                 f"SageMaker runtime endpoint {self.endpoint_name!r}:  {self.endpoint_url}",
-                f"stack {self.stack_name}: bucket {self.facts.bucket}, table {self.facts.table}",
+                f"stack {self.stack_name}: bucket {facts.bucket}, table {facts.table}",
+                f"bucket (from the template; moto's CloudFormation drops both): versioning "
+                f"{facts.bucket_versioning or 'off'}, notifications "
+                f"{json.dumps(facts.bucket_notifications)}",
+                self._describe_queues(),
+                f"event source mapping: BatchSize {facts.event_source.batch_size}, batching "
+                f"window {facts.event_source.batching_window_s:g} s, ReportBatchItemFailures "
+                f"{facts.event_source.report_batch_item_failures}, MaximumConcurrency "
+                f"{facts.event_source.maximum_concurrency} (one poller and sandbox each)",
                 f"function {f.function_name}: {f.handler}, timeout {f.timeout_s:g} s, "
-                f"concurrency {f.reserved_concurrency}, async retries {f.max_retry_attempts}, "
-                f"failure queue {self.facts.failure_queue_url}",
-                f"function code: the deployed package, unzipped in {f.code_dir}",
-                f"trigger: {json.dumps(self.facts.triggers)}",
-                "template only (moto does not model them; the local runtime honours "
-                "EventInvokeConfig): " + ", ".join(sorted(set(self.facts.template_only.values()))),
+                f"memory {f.memory_mb} MB",
+                f"function code: the deployed package, unzipped in {f.code_dir}; run by {f.python}"
+                + (f" ({self.function.note})" if self.function else ""),
+                "in the template only (moto does not model them, or their Condition is false): "
+                + ", ".join(sorted(set(facts.template_only.values()))),
             ]
         )
+
+    def _describe_queues(self) -> str:
+        assert self.facts is not None
+        queue, dlq = self.facts.upload_queue, self.facts.dead_letter_queue
+        timeout = f"visibility timeout {queue.visibility_timeout_s} s (template)"
+        if self.visibility_timeout_s is not None:
+            timeout += f", overridden to {self.visibility_timeout_s} s here"
+        policy = queue.redrive_policy
+        redrive = (
+            f"after {policy['maxReceiveCount']} receives to the dead-letter queue {dlq.url}"
+            if policy and dlq
+            else "no dead-letter queue"
+        )
+        return f"upload queue {queue.url}: {timeout}; {redrive}"
 
 
 def aws_cli() -> str:

@@ -1,20 +1,25 @@
-"""Fixtures for the end-to-end tests: the model as the endpoint gets it, and the stack's table.
+"""Fixtures for the end-to-end tests: the model as the endpoint gets it, and the operator
+commands as a user runs them against a running stack.
 
-The stack itself (``local.stack.LocalStack``) is started per test, with the settings that test
-needs (concurrency cap, retry delays, fault injection); the model is trained once per session by
-``tests/conftest.py``'s ``trained_artifact``.
+The stack itself (``local.stack.LocalStack``) is started per module, with the settings that
+module needs (concurrency cap, a short visibility timeout, fault injection); the model is trained
+once per session by ``tests/conftest.py``'s ``trained_artifact``.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from local import tiny
+from local.stack import DUMMY_CREDENTIALS, LocalStack
 
-# Lambda waits minutes between async retries; these tests wait fractions of a second.
-FAST_RETRY_DELAYS_S = (0.2, 0.4)
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +28,24 @@ def served_model(trained_artifact: Path, tmp_path_factory: pytest.TempPathFactor
     (the demo's own ``package`` and ``extract``)."""
     work = tmp_path_factory.mktemp("served")
     return tiny.extract(tiny.package(trained_artifact, work / "model.tar.gz"), work / "model")
+
+
+@pytest.fixture(scope="session")
+def classify_ops() -> Callable[..., subprocess.CompletedProcess]:
+    """``python -m classify_ops COMMAND --stack NAME --endpoint-url MOTO [ARGS]`` in a subprocess,
+    with only the offline stack's dummy credentials (what ``python -m local up`` prints)."""
+
+    def run(stack: LocalStack, command: str, *args: str, timeout: float = 300):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(DUMMY_CREDENTIALS)
+        where = ["--stack", stack.stack_name, "--endpoint-url", stack.moto_url]
+        return subprocess.run(
+            [sys.executable, "-m", "classify_ops", command, *where, *args],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

@@ -1,8 +1,10 @@
-"""A burst of uploads against the concurrency cap and a one-worker endpoint: nothing is lost,
-nothing is done twice, and the end-to-end rate is measured."""
+"""A burst of uploads against the event source's concurrency cap and a one-worker endpoint: the
+burst waits in the queue, nothing is lost, nothing is done twice, and the end-to-end rate is
+measured."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 
@@ -11,7 +13,7 @@ import pytest
 from local.stack import LocalStack
 from local.uploads import Upload, synthetic_images, upload_all, wait_for_items
 
-BURST = 300
+BURST = 1000
 CONCURRENCY_CAP = 2
 
 
@@ -19,8 +21,6 @@ class ConcurrencyMeter:
     """Wraps a container and records the most invocations it ever served at once."""
 
     def __init__(self, inner):
-        import threading
-
         self._inner = inner
         self._lock = threading.Lock()
         self._now = 0
@@ -58,38 +58,41 @@ def test_a_burst_of_uploads_ends_as_exactly_one_item_each(served_model, tmp_path
         endpoint_workers=1,
         log_dir=tmp_path / "logs",
     ) as stack:
-        assert stack.facts.function.reserved_concurrency == CONCURRENCY_CAP
+        assert stack.facts.event_source.maximum_concurrency == CONCURRENCY_CAP
         started = time.perf_counter()
         upload_all(stack.client("s3"), stack.facts.bucket, uploads, workers=16)
         uploaded_in = time.perf_counter() - started
         items = wait_for_items(
-            stack.table(), stack.facts.bucket, [u.key for u in uploads], timeout_s=240
+            stack.table(), stack.facts.bucket, [u.key for u in uploads], timeout_s=900
         )
         seconds = time.perf_counter() - started
-        assert stack.wait_idle(30)
-        stats = stack.invoker.stats
-        results = list(stack.invoker.results)
-        failures = stack.failure_records()
+        assert stack.wait_idle(60)
+        stats = stack.event_source.stats
+        results = list(stack.event_source.results)
+        dead_letters = stack.dead_letters()
         endpoint_calls = [i for i in stack.endpoint.invocations if i.status == 200]
 
     assert len(items) == BURST, f"{BURST - len(items)} uploads have no item"
     assert {item["status"] for item in items.values()} == {"PREDICTED"}
-    assert failures == []
-    # Nothing twice: one invocation and one model call per upload (plus S3's test event), and
-    # every item written by a different invocation.
-    assert stats.invocations == BURST + 1 and stats.errors == 0 and stats.retries == 0
+    assert dead_letters == []
+    # Nothing twice: each message (every upload's, plus S3's test event) was received once and
+    # deleted once, and the model saw each upload once.
+    assert stats.messages_received == stats.messages_deleted == BURST + 1
+    assert stats.errors == 0 and stats.messages_reported_failed == 0
     assert len(endpoint_calls) == BURST == container.calls
-    per_request = Counter(item["request_id"] for item in items.values())
-    assert max(per_request.values()) == 1
-    assert len({r.request_id for r in results}) == len(results)
-    # The caps held: never more sandboxes than reserved, never more than one model call at once.
-    assert stats.max_concurrency_seen == CONCURRENCY_CAP
+    received = Counter(m for r in results for m in r.message_ids)
+    assert len(received) == BURST + 1 and max(received.values()) == 1
+    # The caps held: never more invocations than MaximumConcurrency, one model call at a time;
+    # the burst went in batches rather than one invocation per upload.
+    assert stats.max_concurrency_seen <= CONCURRENCY_CAP
     assert container.peak == 1
+    assert stats.invocations < BURST
 
     rate = BURST / seconds
     with capsys.disabled():
         print(
             f"\nburst: {BURST} uploads → {len(items)} items in {seconds:.1f} s end to end "
             f"({rate:.1f} uploads/s; uploading took {uploaded_in:.1f} s; "
-            f"concurrency cap {CONCURRENCY_CAP}, endpoint workers 1)"
+            f"{stats.invocations} invocations, {BURST / stats.invocations:.1f} messages each; "
+            f"MaximumConcurrency {CONCURRENCY_CAP}, endpoint workers 1)"
         )

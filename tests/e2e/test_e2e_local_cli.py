@@ -1,6 +1,7 @@
 """`make local` (``python -m local up``), as a user runs it: the stack starts, prints copy-paste
-AWS CLI lines, and those lines (run unchanged through a shell, with the venv's AWS CLI) upload an
-image and read its prediction back. Ctrl-C stops everything and frees the ports."""
+AWS CLI and operator lines, and those lines (run unchanged through a shell, with the venv's AWS
+CLI and Python) upload an image, read its prediction back, look into the dead-letter queue,
+redrive it and reprocess the table. Ctrl-C stops everything and frees the ports."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def _command_after(lines: list[str], comment: str) -> str:
 
 def _shell(command: str, cwd: Path, env: dict[str, str]) -> str:
     done = subprocess.run(
-        command, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+        command, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
     return done.stdout
@@ -106,6 +107,31 @@ def test_make_local_prints_cli_lines_that_work_as_written(served_model, tiny_dat
         found = json.loads(_shell(query, tmp_path, env))["Items"]
         expected = {"uploads/my_dog.jpg"} if breed == classes[0] else set()
         assert {i["key"]["S"] for i in found} == expected
+
+        low = _command_after(
+            lines, "predictions below the confidence threshold, newest first (GSI, no scan)"
+        )
+        found = json.loads(_shell(low, tmp_path, env))["Items"]
+        assert {i["key"]["S"] for i in found} == (
+            {"uploads/my_dog.jpg"} if item.get("confidence", {}).get("S") == "LOW" else set()
+        )
+
+        dead_letters = _command_after(
+            lines, "uploads that failed every delivery (dead-letter queue; looking hides nothing)"
+        )
+        assert not json.loads(_shell(dead_letters, tmp_path, env) or "{}").get("Messages")
+        redrive = _command_after(
+            lines, "once the cause is fixed: move them back to the upload queue"
+        )
+        assert shlex.split(redrive)[:3] == [sys.executable, "-m", "classify_ops"]
+        _shell(redrive, tmp_path, env)  # nothing to move: it says so and succeeds
+
+        reprocess = _command_after(
+            lines, "classify every stored upload again (after a model update) and wait for it"
+        )
+        _shell(reprocess, tmp_path, env)
+        again = json.loads(_shell(get_item, tmp_path, env))["Item"]
+        assert again["reprocess_id"]["S"] and again["breed"]["S"] == breed
 
         scan = _command_after(lines, "everything in the table")
         assert [i["key"]["S"] for i in json.loads(_shell(scan, tmp_path, env))["Items"]] == [

@@ -1,6 +1,6 @@
-"""The whole system offline: the real template in moto, the real handler as Lambda runs it, the
-real inference script behind a SageMaker runtime stand-in. A user uploads through the S3 API and
-reads the table."""
+"""The whole system offline: the real template in moto, S3 notifying the upload queue, the queue's
+event source mapping invoking the real handler as Lambda runs it, the real inference script
+behind a SageMaker runtime stand-in. A user uploads through the S3 API and reads the table."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def run(served_model, tiny_dataset, tmp_path_factory):
     with LocalStack(served_model, log_dir=log_dir) as stack:
         good = uploads_from_test_split(tiny_dataset, "uploads/")
         uploads = good + bad_uploads(good[0], "uploads/")
-        # A key outside the trigger's prefix: S3 never tells the function about it.
+        # A key outside the notification's prefix: S3 never sends it to the queue.
         stack.client("s3").put_object(
             Bucket=stack.facts.bucket, Key="elsewhere/ignored.jpg", Body=good[0].body
         )
@@ -35,7 +35,7 @@ def run(served_model, tiny_dataset, tmp_path_factory):
 def test_every_upload_ends_as_exactly_one_item(run):
     stack, uploads, items = run
     assert sorted(items) == sorted(u.key for u in uploads)  # nothing more, nothing less
-    assert stack.failure_records() == []
+    assert stack.dead_letters() == []
 
 
 def test_bad_files_are_failed_items_with_a_reason_and_images_are_predicted(run):
@@ -102,11 +102,31 @@ def test_users_list_one_breeds_predictions_newest_first_without_a_scan(run):
     assert all(isinstance(i["probability"], Decimal) for i in page["Items"])
 
 
+def test_low_confidence_predictions_are_listed_by_their_index(run):
+    stack, _, items = run
+    threshold = float(stack.facts.function.environment["LOW_CONFIDENCE_THRESHOLD"])
+    page = stack.table().query(
+        IndexName="low_confidence",
+        KeyConditionExpression=Key("confidence").eq("LOW"),
+        ScanIndexForward=False,
+    )
+    expected = {
+        k for k, i in items.items() if i["status"] == "PREDICTED" and i["probability"] < threshold
+    }
+    assert {i["key"] for i in page["Items"]} == expected
+    assert all(i["confidence_threshold"] == Decimal(str(threshold)) for i in page["Items"])
+
+
 def test_the_function_ran_as_the_stack_configured_it(run):
     stack, uploads, _ = run
-    stats = stack.invoker.stats
-    # One invocation per upload plus S3's test event; the key outside the prefix never arrived.
-    assert stats.invocations == len(uploads) + 1 and stats.errors == 0
-    assert stats.max_concurrency_seen <= stack.facts.function.reserved_concurrency
+    stats = stack.event_source.stats
+    mapping = stack.facts.event_source
+    # Every upload's message plus S3's test event was received once and deleted once; the key
+    # outside the prefix never reached the queue.
+    assert stats.messages_received == stats.messages_deleted == len(uploads) + 1
+    assert stats.errors == 0 and stats.messages_reported_failed == 0
+    assert all(len(r.message_ids) <= mapping.batch_size for r in stack.event_source.results)
+    assert stats.max_concurrency_seen <= mapping.maximum_concurrency == 2  # the template's default
+    assert mapping.report_batch_item_failures
     assert stack.facts.function.environment["ENDPOINT_NAME"] == stack.endpoint_name
     assert stack.facts.function.environment["TABLE_NAME"] == stack.facts.table

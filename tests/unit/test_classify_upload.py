@@ -357,9 +357,19 @@ def test_an_oversized_non_image_is_a_permanent_failure():
 
 
 def test_settings_come_from_the_environment_with_defaults():
-    settings = Settings.from_env({"TABLE_NAME": "t", "ENDPOINT_NAME": "e"})
-    assert settings == Settings("t", "e", "uploads/", 3)
-    assert Settings.from_env({"TABLE_NAME": "t", "ENDPOINT_NAME": "e", "TOP_K": "5"}).top_k == 5
+    required = {"TABLE_NAME": "t", "ENDPOINT_NAME": "e", "UPLOAD_BUCKET": "b"}
+    settings = Settings.from_env(required)
+    assert settings == Settings("t", "e", "b", "uploads/", 3, 25 * 1024 * 1024, 0.5)
+    assert Settings.from_env({**required, "TOP_K": "5"}).top_k == 5
+    tuned = Settings.from_env(
+        {**required, "MAX_OBJECT_BYTES": "1000", "LOW_CONFIDENCE_THRESHOLD": "0.25"}
+    )
+    assert (tuned.max_object_bytes, tuned.low_confidence_threshold) == (1000, 0.25)
+
+
+def test_the_upload_bucket_is_required_so_no_bucket_goes_unchecked():
+    with pytest.raises(KeyError, match="UPLOAD_BUCKET"):
+        Settings.from_env({"TABLE_NAME": "t", "ENDPOINT_NAME": "e"})
 
 
 def test_an_unexpected_error_keeps_the_event_and_spares_the_other_records():
@@ -464,6 +474,7 @@ def test_items_hold_every_attribute_of_the_table_contract():
         "model",
         "downscaled",
         "attempts",
+        "confidence_threshold",
     }
     assert set(failed) == COMMON_ATTRIBUTES | {"error_type", "error_message"}
     assert predicted["status"] == STATUS_PREDICTED and failed["status"] == STATUS_FAILED
@@ -482,3 +493,97 @@ def test_model_identity_keeps_short_scalars_only():
     )
     assert identity == {"name": "r" * MAX_MODEL_VALUE_CHARS, "epochs": 8, "ok": True}
     assert model_identity({"model": "resnet"}) == {}
+
+
+TOOLKIT_ERROR_BODY = (
+    "Unable to decode the image\n"
+    "Traceback (most recent call last):\n"
+    '  File "/opt/conda/lib/python3.12/site-packages/sagemaker_inference/transformer.py", '
+    "line 150, in transform\n"
+    "    result = self._run_handler_function(\n"
+    "ValueError: cannot identify image file\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (TOOLKIT_ERROR_BODY, "Unable to decode the image"),
+        # Only a traceback: its exception line, paths replaced.
+        (
+            TOOLKIT_ERROR_BODY.split("\n", 1)[1] + "see /opt/ml/model/code/x.py\n",
+            "see <path>",
+        ),
+        (
+            '{"error": "the body is not a decodable image"}',
+            '{"error": "the body is not a decodable image"}',
+        ),
+        (
+            "read https://docs.aws.amazon.com/sagemaker/x",
+            "read https://docs.aws.amazon.com/sagemaker/x",
+        ),
+        ("", "the model gave no message"),
+    ],
+    ids=["message-then-traceback", "traceback-only", "json", "url-kept", "empty"],
+)
+def test_model_messages_lose_tracebacks_and_paths(body, expected):
+    from classify_upload.endpoint import model_message
+
+    assert model_message(body) == expected
+
+
+def test_a_rejected_input_is_stored_with_the_models_message_only():
+    from classify_upload.endpoint import model_failure
+
+    failure = model_failure(
+        {"OriginalStatusCode": 400, "OriginalMessage": TOOLKIT_ERROR_BODY}, "fallback"
+    )
+    assert isinstance(failure, PermanentFailure)
+    assert failure.message == "Unable to decode the image"
+
+
+def test_a_reprocess_request_names_one_object_as_the_table_holds_it():
+    from classify_upload.events import REPROCESS_EVENT_NAME, reprocess_request
+
+    body = {
+        "reprocess": {
+            "run_id": "rp-1",
+            "bucket": "b",
+            "key": "uploads/a b+c.jpg",  # decoded already: no second unquoting
+            "version_id": "v1",
+            "sequencer": "0A".ljust(64, "0"),
+            "etag": "e",
+            "size": 12,
+            "event_time": "2026-11-25T03:00:00.000Z",
+        }
+    }
+    obj = reprocess_request(body)
+    assert obj is not None
+    assert (obj.key, obj.version_id, obj.reprocess_id) == ("uploads/a b+c.jpg", "v1", "rp-1")
+    assert obj.sequencer == body["reprocess"]["sequencer"]
+    assert obj.event_name == REPROCESS_EVENT_NAME
+    assert reprocess_request({"Records": []}) is None
+    with pytest.raises(ValueError, match="malformed reprocess request"):
+        reprocess_request({"reprocess": {"bucket": "b"}})
+
+
+@pytest.mark.parametrize(("probability", "low"), [(0.49, True), (0.5, False), (0.9, False)])
+def test_predictions_below_the_threshold_are_marked_low(probability, low):
+    from classify_upload.endpoint import Prediction
+    from classify_upload.events import UploadedObject
+    from classify_upload.table import predicted_item
+
+    obj = UploadedObject("b", "uploads/x.jpg", 1, "e", None, "0" * 64, "", "ObjectCreated:Put")
+    prediction = Prediction(
+        "Beagle", probability, [{"breed": "Beagle", "probability": probability}]
+    )
+    item = predicted_item(
+        obj,
+        prediction,
+        endpoint_name="ep",
+        request_id="r",
+        timings_ms={},
+        low_confidence_threshold=0.5,
+    )
+    assert ("confidence" in item) is low
+    assert item.get("confidence", "LOW") == "LOW"

@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Top-level package -> the folder it lives in (as pyproject.toml maps them).
 PACKAGES = {
     "classify_upload": REPO / "lambdas" / "classify_upload" / "classify_upload",
+    "classify_ops": REPO / "lambdas" / "ops" / "classify_ops",
     "dog_breeds": REPO / "training" / "container" / "dog_breeds",
     "training": REPO / "training",
     "local": REPO / "local",
@@ -24,6 +25,8 @@ ENTRY_SCRIPTS = [
 # What each place may import of ours: the containers and Lambda ship alone.
 ALLOWED = {
     "classify_upload": {"classify_upload"},
+    # The operator commands run on the operator's machine; they read the table's names.
+    "classify_ops": {"classify_ops", "classify_upload"},
     "dog_breeds": {"dog_breeds"},
     "training": {"training", "dog_breeds"},
     "train": {"dog_breeds"},

@@ -1,4 +1,9 @@
-"""One S3 notification → one table item per uploaded object. No Lambda types in here."""
+"""One queue message → one table item per uploaded object. No Lambda or SQS types in here.
+
+A message body is an S3 notification or a reprocess request (``events``). Each object is read,
+sent to the endpoint and recorded; what cannot succeed on a retry becomes a ``FAILED`` item, what
+may succeed later is collected in ``retry_later`` so the caller can have the message redelivered.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from classify_upload.events import (
     is_folder_marker,
     is_test_event,
     is_under_prefix,
+    reprocess_request,
     uploaded_objects,
 )
 from classify_upload.images import RequestBody, fit_request
@@ -34,6 +40,12 @@ from classify_upload.settings import Settings
 from classify_upload.table import failed_item, predicted_item, put_if_newer
 
 logger = Logger(child=True)
+
+
+class ObjectSuperseded(Exception):
+    """A reprocess request for a version that is no longer the object's current one (overwritten
+    or deleted since): classifying it would bring an old version's result back, so nothing is
+    written."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,8 @@ class ObjectOutcome:
 class EventSummary:
     test_event: bool = False
     skipped: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)  # "bucket/key" of another bucket, dropped
+    superseded: list[str] = field(default_factory=list)  # reprocess requests for an old version
     outcomes: list[ObjectOutcome] = field(default_factory=list)
     retry_later: list[tuple[str, UploadFailure]] = field(default_factory=list)
 
@@ -79,14 +93,52 @@ def classify_storage_error(exc: Exception, what: str) -> UploadFailure:
     raise exc
 
 
-def read_object(s3: Any, obj: UploadedObject) -> bytes:
+def too_large(size: int, limit: int) -> PermanentFailure:
+    return PermanentFailure(
+        "TooLarge", f"the object has {size} bytes; this stack classifies at most {limit}"
+    )
+
+
+def read_object(s3: Any, obj: UploadedObject, max_bytes: int) -> bytes:
+    """The object's bytes; an object over ``max_bytes`` is refused before its body is read.
+
+    An upload event names its version, and that version is read. A reprocess request reads the
+    current version and goes on only if it is still the one the request names.
+    """
     kwargs = {"Bucket": obj.bucket, "Key": obj.key}
-    if obj.version_id:
+    if obj.version_id and not obj.reprocess_id:
         kwargs["VersionId"] = obj.version_id
     try:
-        return s3.get_object(**kwargs)["Body"].read()
+        response = s3.get_object(**kwargs)
+    except ClientError as exc:
+        if obj.reprocess_id and ServiceError.of(exc).code in OBJECT_GONE_CODES:
+            raise ObjectSuperseded("the object was deleted since") from exc
+        raise classify_storage_error(exc, "object") from exc
     except Exception as exc:
         raise classify_storage_error(exc, "object") from exc
+    body = response["Body"]
+    try:
+        if obj.reprocess_id:
+            _check_still_current(obj, response)
+        size = int(response.get("ContentLength") or 0)
+        if size > max_bytes:
+            raise too_large(size, max_bytes)
+        return body.read()
+    except (UploadFailure, ObjectSuperseded):
+        raise
+    except Exception as exc:  # the connection broke while reading the body
+        raise classify_storage_error(exc, "object") from exc
+    finally:
+        body.close()
+
+
+def _check_still_current(obj: UploadedObject, response: dict[str, Any]) -> None:
+    if obj.version_id:
+        current = response.get("VersionId")
+        if current != obj.version_id:
+            raise ObjectSuperseded(f"version {obj.version_id} is no longer current ({current})")
+    elif obj.etag and response.get("ETag", "").strip('"') != obj.etag:
+        raise ObjectSuperseded("the object was overwritten since (its ETag changed)")
 
 
 def write_item(table: Any, item: dict[str, Any]) -> bool:
@@ -133,10 +185,11 @@ def classify_object(
     policy: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ObjectOutcome:
-    """Read, (downscale,) predict and record one object. Raises only transient/config failures."""
+    """Read, (downscale,) predict and record one object. Raises only transient/config failures,
+    and ``ObjectSuperseded`` for a reprocess request whose version is no longer current."""
     trace = _Trace()
     try:
-        body = _read_body(clients.s3, obj, trace)
+        body = _read_body(clients.s3, obj, settings.max_object_bytes, trace)
         request = _fit(body, trace)
         prediction = _predict(clients.sagemaker_runtime, settings, request, policy, sleep, trace)
         item = predicted_item(
@@ -146,6 +199,7 @@ def classify_object(
             request_id=request_id,
             timings_ms=trace.finish(),
             downscaled=trace.downscaled,
+            low_confidence_threshold=settings.low_confidence_threshold,
         )
     except PermanentFailure as failure:
         item = _failed_item(obj, failure, settings, request_id, trace)
@@ -160,9 +214,12 @@ def classify_object(
     )
 
 
-def _read_body(s3: Any, obj: UploadedObject, trace: _Trace) -> bytes:
+def _read_body(s3: Any, obj: UploadedObject, max_bytes: int, trace: _Trace) -> bytes:
+    # The event's size decides before any request: a multi-gigabyte upload is never fetched.
+    if obj.size > max_bytes:
+        raise too_large(obj.size, max_bytes)
     with trace.timed("get_object"):
-        body = read_object(s3, obj)
+        body = read_object(s3, obj, max_bytes)
     if not body:
         raise PermanentFailure("EmptyObject", "the object has zero bytes")
     return body
@@ -234,6 +291,12 @@ def _failed_item(
     )
 
 
+def objects_of(body: dict[str, Any]) -> list[UploadedObject]:
+    """The objects a message body names: a reprocess request's one, or an S3 event's records."""
+    requested = reprocess_request(body)
+    return [requested] if requested is not None else uploaded_objects(body)
+
+
 def classify_event(
     event: dict[str, Any],
     settings: Settings,
@@ -242,14 +305,30 @@ def classify_event(
     policy: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
 ) -> EventSummary:
-    """Process every record; transient/config failures are collected, not raised, so the other
-    records still get their items. The caller fails the invocation if ``retry_later`` is set."""
+    """Process every object of one message body (an S3 event or a reprocess request).
+
+    Transient/config failures are collected, not raised, so the other records still get their
+    items; the caller has the message redelivered if ``retry_later`` is set.
+    """
     summary = EventSummary(test_event=is_test_event(event))
     if summary.test_event:
         logger.info("s3:TestEvent ignored")
         return summary
-    for obj in uploaded_objects(event):
-        logger.append_keys(s3_bucket=obj.bucket, s3_key=obj.key, sequencer=obj.sequencer)
+    for obj in objects_of(event):
+        logger.append_keys(
+            s3_bucket=obj.bucket,
+            s3_key=obj.key,
+            sequencer=obj.sequencer,
+            reprocess_id=obj.reprocess_id,
+        )
+        if settings.upload_bucket and obj.bucket != settings.upload_bucket:
+            # Only this stack's bucket may have its objects read and recorded (the queue policy
+            # admits only it; a record naming another bucket was not sent by it).
+            logger.warning(
+                "record for another bucket dropped", extra={"upload_bucket": settings.upload_bucket}
+            )
+            summary.foreign.append(f"{obj.bucket}/{obj.key}")
+            continue
         if not is_under_prefix(obj.key, settings.upload_prefix):
             logger.info(
                 "key outside the upload prefix ignored", extra={"prefix": settings.upload_prefix}
@@ -264,6 +343,9 @@ def classify_event(
             summary.outcomes.append(
                 classify_object(obj, settings, clients, request_id, policy, sleep=sleep)
             )
+        except ObjectSuperseded as superseded:
+            logger.info("reprocess skipped: %s", superseded)
+            summary.superseded.append(obj.key)
         except (TransientFailure, ConfigurationFailure) as failure:
             logger.error(
                 "will fail the invocation so that Lambda retries this event",
@@ -276,5 +358,5 @@ def classify_event(
             logger.exception("unexpected error, will fail the invocation")
             summary.retry_later.append((obj.key, TransientFailure(type(exc).__name__, str(exc))))
         finally:
-            logger.remove_keys(["s3_bucket", "s3_key", "sequencer"])
+            logger.remove_keys(["s3_bucket", "s3_key", "sequencer", "reprocess_id"])
     return summary

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,13 @@ from classify_upload.errors import (
 MAX_BREED_CHARS = 200
 MAX_MODEL_FIELDS = 16
 MAX_MODEL_VALUE_CHARS = 200
+
+# The SageMaker inference toolkit answers a handler's error with its message, a newline and the
+# Python traceback (container paths included). Only the message is for the table and the user.
+TRACEBACK_MARKER = "Traceback (most recent call last):"
+# An absolute path of two or more parts (/opt/ml/model/code/x.py, C:/x/y): never stored.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(?:[A-Za-z]:)?(?:/[\w.@+-]+){2,}/?")
+NO_MESSAGE = "the model gave no message"
 
 
 @dataclass(frozen=True)
@@ -87,12 +95,29 @@ def model_failure(response: dict[str, Any], message: str) -> UploadFailure:
     """The model container's own answer, passed on by SageMaker as a ``ModelError``: a 4xx rejects
     this input (permanent) unless it is about load; anything else is the container failing."""
     original = response.get("OriginalStatusCode")
-    original_message = response.get("OriginalMessage") or message
+    original_message = model_message(response.get("OriginalMessage") or message)
     if isinstance(original, int) and 400 <= original < 500:
         if original in TRANSIENT_MODEL_STATUSES:
             return TransientFailure(f"ModelError{original}", original_message)
         return PermanentFailure(f"ModelRejected{original}", original_message)
     return TransientFailure(f"ModelError{original or ''}", original_message)
+
+
+def model_message(text: str) -> str:
+    """The model's own words from an error body: no traceback, no file path.
+
+    The message comes before the toolkit's traceback; a body that is only a traceback keeps its
+    last line (the exception and its message). Paths are replaced by ``<path>``.
+    """
+    head, marker, tail = text.partition(TRACEBACK_MARKER)
+    message = head.strip()
+    if not message and marker:
+        exception_lines = [
+            line.strip() for line in tail.splitlines() if line.strip() and not line[:1].isspace()
+        ]
+        message = exception_lines[-1] if exception_lines else ""
+    message = _ABSOLUTE_PATH.sub("<path>", message)
+    return message or NO_MESSAGE
 
 
 def parse_prediction(body: bytes, top_k: int) -> Prediction:

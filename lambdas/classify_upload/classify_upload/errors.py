@@ -4,13 +4,14 @@
 rejected the input). The object ends as a ``FAILED`` item; the invocation still succeeds.
 
 ``TransientFailure``: the same request may succeed later (throttling, 5xx, timeouts, connection
-errors). Retried with backoff inside the invocation; if it persists the invocation fails, so
-Lambda's async retries and then the on-failure queue keep the event. No item is written.
+errors). Retried with backoff inside the invocation; if it persists the message is reported
+failed, so the queue redelivers it and, after five receives, keeps it in the dead-letter queue.
+No item is written.
 
 ``ConfigurationFailure``: the deployment is wrong (unknown endpoint, access denied, missing table).
 Every upload would fail the same way, so it is neither written as a ``FAILED`` item (that would
-blame good images) nor retried inside the invocation; the invocation fails at once, the error
-alarm fires, and the events wait in the failure queue for a redrive once the stack is fixed.
+blame good images) nor retried inside the invocation; the message fails at once, the alarms fire,
+and the messages wait in the dead-letter queue for a redrive once the stack is fixed.
 
 Which AWS error code means which class is decided here, one table per meaning, for every service
 the function calls (S3, DynamoDB, the SageMaker runtime). ``classify.classify_storage_error`` and
@@ -87,8 +88,9 @@ class ConfigurationFailure(UploadFailure):
     """The stack is misconfigured: fail the invocation at once (no item, no in-invocation retry)."""
 
 
-class InvocationFailed(Exception):
-    """Raised by the handler after all records were processed when any needs a redelivery."""
+class MessageFailed(Exception):
+    """Raised for one queue message whose objects need a redelivery (reported in
+    ``batchItemFailures``; the other messages of the batch are not affected)."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,14 @@
-"""Which objects an S3 notification is about: pure functions over the event dict."""
+"""Which objects a queue message is about: pure functions over the message body.
+
+The upload queue carries three kinds of body: an S3 notification (``{"Records": [...]}``, as S3
+sends it), S3's ``s3:TestEvent`` (sent when the notification is configured), and a reprocess
+request that ``classify_ops reprocess`` sends after a model update (one object per message)::
+
+    {"reprocess": {"run_id", "bucket", "key", "version_id", "sequencer", "etag", "size",
+                   "event_time"}}
+
+``key`` is decoded and ``sequencer`` is the padded one, both exactly as the table item holds them.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +35,9 @@ class UploadedObject:
     sequencer: str
     event_time: str
     event_name: str
+    # Set for a reprocess request: the run that asked for it. The object is then classified only
+    # if it is still this version, and the result replaces only the item of this same version.
+    reprocess_id: str | None = None
 
 
 def is_test_event(event: dict[str, Any]) -> bool:
@@ -72,3 +85,30 @@ def uploaded_objects(event: dict[str, Any]) -> list[UploadedObject]:
             )
         )
     return objects
+
+
+REPROCESS_EVENT_NAME = "Reprocess"
+
+
+def reprocess_request(body: dict[str, Any]) -> UploadedObject | None:
+    """The object a reprocess request names, or None when ``body`` is not one.
+
+    Raises ``ValueError`` for a request missing a field: a malformed request is the sender's bug.
+    """
+    request = body.get("reprocess") if isinstance(body, dict) else None
+    if not isinstance(request, dict):
+        return None
+    try:
+        return UploadedObject(
+            bucket=str(request["bucket"]),
+            key=str(request["key"]),
+            size=int(request.get("size") or 0),
+            etag=str(request.get("etag") or ""),
+            version_id=request.get("version_id") or None,
+            sequencer=pad_sequencer(str(request["sequencer"])),
+            event_time=str(request.get("event_time") or ""),
+            event_name=REPROCESS_EVENT_NAME,
+            reprocess_id=str(request["run_id"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"malformed reprocess request: {exc!r}") from exc

@@ -1,27 +1,46 @@
-"""S3 ObjectCreated → SageMaker endpoint → DynamoDB. The Lambda edge only: see ``classify``."""
+"""Upload queue (SQS) → SageMaker endpoint → DynamoDB. The Lambda edge only: see ``classify``.
+
+The event is a batch of SQS messages from the upload queue's event source mapping. Each message
+is processed on its own (Powertools' batch utility); a message whose objects need a retry is
+reported in ``batchItemFailures``, so only it comes back after the queue's visibility timeout
+(and, after ``maxReceiveCount`` receives, goes to the dead-letter queue), never its neighbours.
+"""
 
 from __future__ import annotations
 
 import functools
+import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from classify_upload.classify import EventSummary, classify_event
 from classify_upload.clients import Clients, make_clients
 from classify_upload.endpoint import RetryPolicy
-from classify_upload.errors import InvocationFailed
+from classify_upload.errors import MessageFailed
 from classify_upload.settings import Settings
 from classify_upload.table import STATUS_FAILED, STATUS_PREDICTED
 
 logger = Logger()  # service name and level: POWERTOOLS_SERVICE_NAME, POWERTOOLS_LOG_LEVEL/LOG_LEVEL
 tracer = Tracer()
 metrics = Metrics()  # namespace: POWERTOOLS_METRICS_NAMESPACE
+processor = BatchProcessor(event_type=EventType.SQS)
 
 SETTINGS = Settings.from_env()
 RETRY_POLICY = RetryPolicy()
+# A message is started only while this much of the function's time is left: one endpoint call
+# (60 s read timeout) plus S3 and DynamoDB. The rest of the batch is reported failed unstarted
+# and comes back after the visibility timeout, instead of the whole batch dying in a timeout.
+TIME_RESERVE_MS = 90_000
 
 
 @functools.cache
@@ -30,43 +49,100 @@ def get_clients() -> Clients:
     return make_clients(SETTINGS.table_name)
 
 
-def _emit_metrics(summary: EventSummary) -> None:
-    metrics.add_metric(
-        name="Predicted", unit=MetricUnit.Count, value=summary.count(STATUS_PREDICTED)
-    )
-    metrics.add_metric(name="Failed", unit=MetricUnit.Count, value=summary.count(STATUS_FAILED))
-    metrics.add_metric(name="DuplicateOrStale", unit=MetricUnit.Count, value=summary.stale)
-    metrics.add_metric(
-        name="SkippedOutsidePrefix", unit=MetricUnit.Count, value=len(summary.skipped)
-    )
-    metrics.add_metric(name="RetryLater", unit=MetricUnit.Count, value=len(summary.retry_later))
-    metrics.add_metric(
-        name="Downscaled", unit=MetricUnit.Count, value=sum(o.downscaled for o in summary.outcomes)
-    )
+@dataclass
+class BatchTotals:
+    """What one invocation's messages came to (metrics and the closing log line)."""
+
+    summaries: list[EventSummary] = field(default_factory=list)
+    dropped: int = 0  # message bodies that are neither an S3 event nor a reprocess request
+
+    def count(self, status: str) -> int:
+        return sum(s.count(status) for s in self.summaries)
+
+    def total(self, name: str) -> int:
+        return sum(len(getattr(s, name)) for s in self.summaries)
+
+    def as_log(self) -> dict[str, int]:
+        return {
+            "predicted": self.count(STATUS_PREDICTED),
+            "failed": self.count(STATUS_FAILED),
+            "duplicate_or_stale": sum(s.stale for s in self.summaries),
+            "skipped": self.total("skipped"),
+            "other_bucket": self.total("foreign"),
+            "superseded": self.total("superseded"),
+            "retry_later": self.total("retry_later"),
+            "dropped_messages": self.dropped,
+        }
 
 
-@logger.inject_lambda_context(
-    correlation_id_path='Records[0].responseElements."x-amz-request-id"', clear_state=True
-)
+def retry_reason(summary: EventSummary) -> str:
+    """One line naming what needs a retry (the message's failure, in logs and tests)."""
+    key, first = summary.retry_later[0]
+    return f"{len(summary.retry_later)} object(s) need a retry, first {key!r}: {first}"
+
+
+def process_body(body: dict[str, Any], request_id: str, totals: BatchTotals) -> EventSummary:
+    """One message body → its items; raises ``MessageFailed`` if any object needs a retry.
+
+    The other objects' items are written first; a redelivery of the message is safe, since the
+    sequencer condition turns their repeats into no-ops.
+    """
+    summary = classify_event(body, SETTINGS, get_clients(), request_id, RETRY_POLICY)
+    totals.summaries.append(summary)
+    if summary.retry_later:
+        raise MessageFailed(retry_reason(summary))
+    return summary
+
+
+def record_handler(record: SQSRecord, lambda_context: LambdaContext, totals: BatchTotals) -> None:
+    """One message (Powertools calls it per record; raising marks only this message failed)."""
+    logger.append_keys(message_id=record.message_id)
+    try:
+        if lambda_context.get_remaining_time_in_millis() < TIME_RESERVE_MS:
+            raise MessageFailed("not started: too little of the function's time left")
+        try:
+            body = json.loads(record.body)
+        except ValueError:
+            # Only S3 and `classify_ops reprocess` send here; anything else names no upload.
+            logger.error("message body is not JSON; dropped", extra={"body": record.body[:200]})
+            totals.dropped += 1
+            return
+        process_body(body, lambda_context.aws_request_id, totals)
+    finally:
+        logger.remove_keys(["message_id"])
+
+
+def _emit_metrics(totals: BatchTotals) -> None:
+    counts = totals.as_log()
+    for name, key in [
+        ("Predicted", "predicted"),
+        ("Failed", "failed"),
+        ("DuplicateOrStale", "duplicate_or_stale"),
+        ("SkippedOutsidePrefix", "skipped"),
+        ("OtherBucketDropped", "other_bucket"),
+        ("ReprocessSuperseded", "superseded"),
+        ("RetryLater", "retry_later"),
+        ("DroppedMessages", "dropped_messages"),
+    ]:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=counts[key])
+    downscaled = sum(o.downscaled for s in totals.summaries for o in s.outcomes)
+    metrics.add_metric(name="Downscaled", unit=MetricUnit.Count, value=downscaled)
+
+
+@logger.inject_lambda_context(correlation_id_path="Records[0].messageId", clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    summary = classify_event(event, SETTINGS, get_clients(), context.aws_request_id, RETRY_POLICY)
-    _emit_metrics(summary)
-    result = {
-        "test_event": summary.test_event,
-        "predicted": summary.count(STATUS_PREDICTED),
-        "failed": summary.count(STATUS_FAILED),
-        "duplicate_or_stale": summary.stale,
-        "skipped": summary.skipped,
-        "retry_later": [key for key, _ in summary.retry_later],
-    }
-    logger.info("event processed", extra=result)
-    if summary.retry_later:
-        # Items for the other records are written; failing now makes Lambda redeliver the whole
-        # event, which is safe: the sequencer condition turns those repeats into no-ops.
-        key, first = summary.retry_later[0]
-        raise InvocationFailed(
-            f"{len(summary.retry_later)} object(s) need a retry, first {key!r}: {first}"
+    totals = BatchTotals()
+    try:
+        # Every message failed: Powertools raises, so the invocation errors (the Errors alarm).
+        return process_partial_response(
+            event=event,
+            record_handler=functools.partial(record_handler, totals=totals),
+            processor=processor,
+            context=context,
         )
-    return result
+    finally:
+        _emit_metrics(totals)
+        messages = len(event.get("Records", []))
+        logger.info("batch processed", extra={"messages": messages, **totals.as_log()})

@@ -2,8 +2,10 @@
 
 Keys: ``bucket`` (HASH) and ``key`` (RANGE). GSI ``by_breed``: ``breed`` (HASH) and
 ``predicted_at`` (RANGE, ISO-8601 UTC, so newest first with ``ScanIndexForward=False``). The GSI is
-sparse: ``FAILED`` items carry no ``breed``. ``sequencer`` is the event's sequencer right-padded to
-a fixed width, so DynamoDB's string comparison orders events of one key.
+sparse: ``FAILED`` items carry no ``breed``. GSI ``low_confidence``: ``confidence`` (HASH, only
+``"LOW"`` ever, and only on predictions below the threshold) and ``predicted_at`` (RANGE).
+``sequencer`` is the event's sequencer right-padded to a fixed width, so DynamoDB's string
+comparison orders events of one key.
 
 Every item (``_common``):
     bucket, key          the uploaded object (key decoded)
@@ -21,6 +23,10 @@ Every item (``_common``):
     model                the model's identity from the endpoint's answer (name, version, ...)
     downscaled           whether the image was shrunk to fit the endpoint's 6 MiB limit
     attempts             endpoint calls it took (more than 1: transient errors were retried)
+    confidence_threshold the LowConfidenceThreshold in force when it was classified
+    confidence           ``"LOW"`` when ``probability`` is below that threshold, else absent
+After a reprocess (``classify_ops reprocess``), any item adds:
+    reprocess_id         the run that classified it again; ``reprocessed_at`` when
 ``FAILED`` items add:
     error_type           a short stable code (``EmptyObject``, ``ObjectNotFound``,
                          ``ModelRejected400``, ``NotAnImage``, ``BadModelResponse``, ...)
@@ -43,9 +49,15 @@ STATUS_FAILED = "FAILED"
 BY_BREED_INDEX = "by_breed"
 MAX_ERROR_MESSAGE = 1000
 
+LOW_CONFIDENCE_INDEX = "low_confidence"
+LOW_CONFIDENCE = "LOW"
+
 # Write only when no item exists or the stored one comes from an older event: a duplicate delivery
 # (same sequencer) and an out-of-order older one both fail the condition and change nothing.
 NEWER_ONLY = "attribute_not_exists(#key) OR #sequencer < :sequencer"
+# A reprocess replaces only the result of the very upload it was asked for: if a newer upload's
+# result is there (another sequencer), or the item is gone, it writes nothing.
+SAME_UPLOAD_ONLY = "attribute_exists(#key) AND #sequencer = :sequencer"
 
 
 def utc_now_iso() -> str:
@@ -85,6 +97,9 @@ def _common(
     }
     if obj.version_id:
         item["version_id"] = obj.version_id
+    if obj.reprocess_id:
+        item["reprocess_id"] = obj.reprocess_id
+        item["reprocessed_at"] = item["predicted_at"]
     return item
 
 
@@ -97,6 +112,7 @@ def predicted_item(
     timings_ms: dict[str, float],
     downscaled: bool = False,
     predicted_at: str | None = None,
+    low_confidence_threshold: float = 0.0,
 ) -> dict[str, Any]:
     item = _common(obj, STATUS_PREDICTED, endpoint_name, request_id, timings_ms, predicted_at)
     item.update(
@@ -109,7 +125,10 @@ def predicted_item(
         model={k: v for k, v in prediction.model.items() if isinstance(v, str | int | bool)},
         downscaled=downscaled,
         attempts=prediction.attempts,
+        confidence_threshold=_decimal(low_confidence_threshold),
     )
+    if prediction.probability < low_confidence_threshold:
+        item["confidence"] = LOW_CONFIDENCE
     return item
 
 
@@ -140,13 +159,15 @@ def bounded_message(message: str, limit: int = MAX_ERROR_MESSAGE) -> str:
 def put_if_newer(table: Any, item: dict[str, Any]) -> bool:
     """Write ``item`` unless the table holds a result from the same or a newer event.
 
-    Returns False for a duplicate or stale delivery; other errors propagate to the caller, who
-    classifies them.
+    A reprocessed object's item (``reprocess_id``) is written only over the result of its own
+    upload. Returns False when the condition fails (a duplicate or stale delivery, a reprocess
+    overtaken by a newer upload); other errors propagate to the caller, who classifies them.
     """
+    condition = SAME_UPLOAD_ONLY if item.get("reprocess_id") else NEWER_ONLY
     try:
         table.put_item(
             Item=item,
-            ConditionExpression=NEWER_ONLY,
+            ConditionExpression=condition,
             ExpressionAttributeNames={"#key": "key", "#sequencer": "sequencer"},
             ExpressionAttributeValues={":sequencer": item["sequencer"]},
         )

@@ -7,6 +7,7 @@ is ``local.sagemaker_runtime`` serving a scripted container; boto3 reaches both 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import json
@@ -21,9 +22,10 @@ from urllib.parse import quote_plus
 import boto3
 import pytest
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from PIL import Image
 
-from local.deploy_template import StackInfo, deploy_stack
+from local.deploy_template import StackInfo, deploy_stack, load_template
 from local.sagemaker_runtime import ContainerResponse, SageMakerRuntimeServer
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -39,6 +41,10 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "classify_upload")
 # The modules' child loggers need their parent, which app.py creates on Lambda; tests that call the
 # modules without importing app (tests/lambda/test_upload_units.py run alone) get it from here.
 Logger()
+
+# Imported after the parent logger exists: their child loggers attach to it at import.
+from classify_upload.classify import EventSummary  # noqa: E402
+from classify_upload.errors import MessageFailed  # noqa: E402
 
 
 @dataclass
@@ -63,6 +69,8 @@ class ScriptedContainer:
 
     calls: list[ContainerCall] = field(default_factory=list)
     script: dict[bytes, ContainerResponse] = field(default_factory=dict)
+    model_version: str = "0123456789ab"
+    probabilities: tuple[float, ...] = (0.6, 0.2, 0.1, 0.06, 0.04)
 
     def ping(self) -> bool:
         return True
@@ -102,15 +110,14 @@ class ScriptedContainer:
                 top_k = int(value)
         best = self.breed_for(body)
         ranked = [best] + [b for b in BREEDS if b != best]
-        probabilities = [0.6, 0.2, 0.1, 0.06, 0.04]
         predictions = [
             {"breed": b, "index": BREEDS.index(b), "probability": p}
-            for b, p in zip(ranked, probabilities, strict=True)
+            for b, p in zip(ranked, self.probabilities, strict=True)
         ][:top_k]
         payload = {
             "predictions": predictions,
             "top_k": top_k,
-            "model": {"name": "resnet50", "version": "0123456789ab", "runtime": "pytorch"},
+            "model": {"name": "resnet50", "version": self.model_version, "runtime": "pytorch"},
         }
         return ContainerResponse(200, json.dumps(payload).encode())
 
@@ -124,9 +131,10 @@ class FakeLambdaContext:
     invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:classify_upload"
     log_group_name: str = "/aws/lambda/classify_upload"
     log_stream_name: str = "local"
+    remaining_ms: int = 300_000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 300_000
+        return self.remaining_ms
 
 
 @pytest.fixture(scope="module")
@@ -159,18 +167,21 @@ def aws_env(moto_url: str, runtime: SageMakerRuntimeServer) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def stack(aws_env: None, moto_url: str) -> StackInfo:
+def stack(aws_env: None, moto_url: str, request: pytest.FixtureRequest) -> StackInfo:
+    """One stack per test module (they share the session's moto server)."""
     session = boto3.session.Session(region_name=REGION)
+    module = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
     info = deploy_stack(
         session,
         REPO_ROOT / "template.yaml",
-        "dog-breeds-handler-tests",
+        f"dog-breeds-{module}",
         {"EndpointName": ENDPOINT_NAME, "TopK": "3"},
         endpoint_url=moto_url,
     )
     # moto's CloudFormation does not apply VersioningConfiguration; the template enables it.
+    status = load_template()["Resources"]["UploadBucket"]["Properties"]["VersioningConfiguration"]
     session.client("s3").put_bucket_versioning(
-        Bucket=info.bucket_name, VersioningConfiguration={"Status": "Enabled"}
+        Bucket=info.bucket_name, VersioningConfiguration=status
     )
     return info
 
@@ -200,6 +211,8 @@ def fresh(runtime: SageMakerRuntimeServer, container: ScriptedContainer) -> Iter
     runtime.reset_log()
     container.calls.clear()
     container.script.clear()
+    container.model_version = "0123456789ab"
+    container.probabilities = (0.6, 0.2, 0.1, 0.06, 0.04)
     yield
     runtime.clear_faults()
 
@@ -281,12 +294,92 @@ def upload(s3: Any, stack: StackInfo) -> Callable[..., dict[str, Any]]:
     return _upload
 
 
-@pytest.fixture
-def invoke(app_module: Any, fresh: None) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Run the handler as Lambda does: the event dict and a context object."""
+def sqs_record(body: Any, *, receive_count: int = 1) -> dict[str, Any]:
+    """One message of the upload queue as Lambda's SQS event source hands it to the function."""
+    text = body if isinstance(body, str) else json.dumps(body)
+    return {
+        "messageId": str(uuid.uuid4()),
+        "receiptHandle": uuid.uuid4().hex,
+        "body": text,
+        "attributes": {
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": "1764558000000",
+            "SenderId": "AIDAEXAMPLE",
+            "ApproximateFirstReceiveTimestamp": "1764558000100",
+        },
+        "messageAttributes": {},
+        "md5OfBody": hashlib.md5(text.encode()).hexdigest(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:dog-breeds-UploadQueue",
+        "awsRegion": REGION,
+    }
 
-    def _invoke(event: dict[str, Any]) -> dict[str, Any]:
-        return app_module.lambda_handler(event, FakeLambdaContext())
+
+def sqs_event(*bodies: Any) -> dict[str, Any]:
+    return {"Records": [sqs_record(b) for b in bodies]}
+
+
+@pytest.fixture
+def summaries(app_module: Any, monkeypatch: pytest.MonkeyPatch) -> list[EventSummary]:
+    """Every message's summary, as ``classify_event`` returned it (a spy: it changes nothing)."""
+    seen: list[EventSummary] = []
+    real = app_module.classify_event
+
+    def spy(*args: Any, **kwargs: Any) -> EventSummary:
+        summary = real(*args, **kwargs)
+        seen.append(summary)
+        return summary
+
+    monkeypatch.setattr(app_module, "classify_event", spy)
+    return seen
+
+
+@pytest.fixture
+def deliver(app_module: Any, fresh: None) -> Callable[..., dict[str, Any]]:
+    """Run the handler as Lambda's SQS event source does: a batch of messages and a context.
+
+    Returns the handler's response (``batchItemFailures``). A batch whose every message failed
+    makes Powertools raise ``BatchProcessingError``, as on Lambda (the invocation errors).
+    """
+
+    def _deliver(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        return app_module.lambda_handler(event, context or FakeLambdaContext())
+
+    return _deliver
+
+
+@pytest.fixture
+def invoke(
+    deliver: Callable[..., dict[str, Any]], summaries: list[EventSummary], app_module: Any
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Deliver one S3 event as the body of one queue message, through the real handler.
+
+    Returns what that message came to (counts from its ``EventSummary``); raises
+    ``MessageFailed`` with the handler's reason when the message was reported failed.
+    """
+
+    def _invoke(body: dict[str, Any]) -> dict[str, Any]:
+        event = sqs_event(body)
+        start = len(summaries)
+        try:
+            response = deliver(event)
+            failed = bool(response["batchItemFailures"])
+        except BatchProcessingError:
+            failed = True
+        summary = summaries[start] if len(summaries) > start else EventSummary()
+        if failed:
+            reason = app_module.retry_reason(summary) if summary.retry_later else "failed"
+            raise MessageFailed(reason)
+        return {
+            "test_event": summary.test_event,
+            "predicted": summary.count("PREDICTED"),
+            "failed": summary.count("FAILED"),
+            "duplicate_or_stale": summary.stale,
+            "skipped": summary.skipped,
+            "other_bucket": summary.foreign,
+            "superseded": summary.superseded,
+            "retry_later": [key for key, _ in summary.retry_later],
+        }
 
     return _invoke
 
@@ -329,3 +422,32 @@ def jpeg() -> Callable[..., bytes]:
 @pytest.fixture
 def event_file(stack: StackInfo) -> Callable[[str], dict[str, Any]]:
     return lambda name: load_event(name, stack.bucket_name)
+
+
+@dataclass(frozen=True)
+class QueueMessages:
+    """Builders for what Lambda's SQS event source hands the function (tests import no conftest)."""
+
+    record: Callable[..., dict[str, Any]] = sqs_record
+    event: Callable[..., dict[str, Any]] = sqs_event
+    context: Callable[..., FakeLambdaContext] = FakeLambdaContext
+
+
+@pytest.fixture
+def messages() -> QueueMessages:
+    return QueueMessages()
+
+
+@pytest.fixture(scope="module")
+def sam_alarm_metrics() -> list[tuple[str, str, list[dict[str, str]]]]:
+    """(namespace, metric name, dimensions) of every metric the failed-ratio alarm reads."""
+    alarm = load_template()["Resources"]["FailedRatioAlarm"]["Properties"]
+    return [
+        (
+            m["MetricStat"]["Metric"]["Namespace"],
+            m["MetricStat"]["Metric"]["MetricName"],
+            m["MetricStat"]["Metric"]["Dimensions"],
+        )
+        for m in alarm["Metrics"]
+        if "MetricStat" in m
+    ]

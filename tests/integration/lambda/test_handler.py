@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from classify_upload.endpoint import MAX_MODEL_FIELDS, MAX_MODEL_VALUE_CHARS
-from classify_upload.errors import InvocationFailed
+from classify_upload.errors import MessageFailed
 from classify_upload.images import MAX_REQUEST_BYTES
 from classify_upload.table import MAX_ERROR_MESSAGE
 from local.sagemaker_runtime import ContainerResponse, Fault
@@ -214,7 +214,7 @@ def test_a_persistent_transient_error_fails_the_invocation_and_loses_nothing(
     event = {"Records": [upload(key, jpeg())]}
     runtime.inject_fault(Fault.service_unavailable(), times=1000)
 
-    with pytest.raises(InvocationFailed, match="ServiceUnavailable"):
+    with pytest.raises(MessageFailed, match="ServiceUnavailable"):
         invoke(event)
 
     assert item_for(table, stack.bucket_name, key) is None
@@ -239,7 +239,7 @@ def test_an_unreachable_endpoint_is_transient(
     app_module.get_clients.cache_clear()
     key = f"{unique_prefix}dog.jpg"
     try:
-        with pytest.raises(InvocationFailed, match="EndpointConnectionError"):
+        with pytest.raises(MessageFailed, match="EndpointConnectionError"):
             invoke({"Records": [upload(key, jpeg())]})
     finally:
         app_module.get_clients.cache_clear()
@@ -260,7 +260,7 @@ def test_configuration_errors_fail_fast_and_blame_no_image(
         runtime.inject_fault(Fault.access_denied(), times=1000)
     key = f"{unique_prefix}dog.jpg"
 
-    with pytest.raises(InvocationFailed):
+    with pytest.raises(MessageFailed):
         invoke({"Records": [upload(key, jpeg())]})
 
     assert item_for(table, stack.bucket_name, key) is None
@@ -280,7 +280,7 @@ def test_one_event_with_good_bad_and_transient_records(
     container.script[busy_body] = ContainerResponse(503, b"worker busy")
     event = {"Records": records}
 
-    with pytest.raises(InvocationFailed, match=r"busy\.jpg"):
+    with pytest.raises(MessageFailed, match=r"busy\.jpg"):
         invoke(event)
 
     # The other records were not held back by the transient one.
@@ -475,7 +475,7 @@ def test_a_missing_table_fails_the_invocation_and_blames_no_image(
     )
     app_module.get_clients.cache_clear()
     try:
-        with pytest.raises(InvocationFailed, match="ResourceNotFoundException"):
+        with pytest.raises(MessageFailed, match="ResourceNotFoundException"):
             invoke({"Records": [upload(f"{unique_prefix}dog.jpg", jpeg())]})
     finally:
         app_module.get_clients.cache_clear()

@@ -1,60 +1,35 @@
-"""The local Lambda runtime behaves as Lambda's async invocation does (no model, no moto).
+"""One local execution environment behaves as Lambda's does: the handler sees Lambda's context
+and the stack's environment, an overrun is killed at the timeout, a dead runtime is an error and
+is replaced, and every invocation reports the sandbox's peak memory.
 
-A stand-in handler (``fake_function/app.py`` beside this file) raises, sleeps, exits or succeeds
-on demand.
+A stand-in handler (``fake_function/app.py`` beside this file) raises, sleeps, exits, allocates or
+succeeds on demand.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
-from local.lambda_runtime import AsyncInvoker, FunctionConfig, lambda_environment
-
-FAKE_FUNCTION = Path(__file__).parent / "fake_function"
-
-
-def _config(**overrides) -> FunctionConfig:
-    values = dict(
-        function_name="fake-fn",
-        function_arn="arn:aws:lambda:us-east-1:123456789012:function:fake-fn",
-        handler="app.lambda_handler",
-        code_dir=FAKE_FUNCTION,
-        environment={"GREETING": "hello"},
-        timeout_s=5.0,
-        memory_mb=512,
-        reserved_concurrency=2,
-        max_retry_attempts=2,
-        on_failure_queue_url="local",
-    )
-    values.update(overrides)
-    return FunctionConfig(**values)
+from local.lambda_runtime import Sandbox, lambda_environment
 
 
 @pytest.fixture
-def run_events(tmp_path):
-    """Invoke events asynchronously, wait for the invoker to drain, return (invoker, failures)."""
-
-    def run(events, **overrides):
-        config = _config(**overrides)
-        failures: list[dict] = []
-        env = lambda_environment(config, {}, "us-east-1")
-        with AsyncInvoker(
-            config, env, failures.append, retry_delays_s=(0.1, 0.2), log_dir=tmp_path / "logs"
-        ) as invoker:
-            request_ids = [invoker.invoke_async(event) for event in events]
-            assert invoker.wait_idle(60), "the invoker never drained"
-        return invoker, failures, request_ids
-
-    return run
+def sandbox(request, tmp_path, fake_config) -> Iterator[Sandbox]:
+    """A started sandbox of the fake function (``@pytest.mark.parametrize`` may pass overrides
+    through ``request.param``); its log goes to ``tmp_path/sandbox.log``."""
+    config = fake_config(**getattr(request, "param", {}))
+    box = Sandbox(config, lambda_environment(config, {}, "us-east-1"), tmp_path / "sandbox.log")
+    box.start()
+    yield box
+    box.stop()
 
 
-def test_handler_sees_lambdas_context_and_the_stacks_environment(run_events):
-    invoker, failures, _ = run_events([{}])
-    (result,) = invoker.results
-    assert result.ok and not failures
-    payload = result.payload
+def test_the_handler_sees_lambdas_context_and_the_stacks_environment(sandbox):
+    result = sandbox.invoke({}, "req-1")
+    assert result["ok"], result
+    payload = result["payload"]
     assert payload["function_name"] == "fake-fn"
     assert payload["arn"].endswith(":function:fake-fn")
     assert payload["memory"] == "512"
@@ -63,60 +38,45 @@ def test_handler_sees_lambdas_context_and_the_stacks_environment(run_events):
     assert 0 < payload["remaining_ms"] <= 5000
 
 
-def test_a_failing_invocation_is_retried_then_sent_to_the_failure_destination(run_events):
-    invoker, failures, (request_id,) = run_events([{"mode": "raise"}])
-    assert [r.attempt for r in invoker.results] == [1, 2, 3]  # MaximumRetryAttempts = 2
-    (record,) = failures
-    assert record["requestContext"]["requestId"] == request_id
-    assert record["requestContext"]["condition"] == "RetriesExhausted"
-    assert record["requestContext"]["approximateInvokeCount"] == 3
-    assert record["requestContext"]["functionArn"].endswith(":function:fake-fn:$LATEST")
-    assert record["requestPayload"] == {"mode": "raise"}
-    assert record["responseContext"]["functionError"] == "Unhandled"
-    assert record["responsePayload"]["errorType"] == "RuntimeError"
-    assert request_id in record["responsePayload"]["errorMessage"]
+def test_the_sandbox_is_reused_between_invocations(sandbox):
+    first = sandbox.invoke({}, "req-1")["payload"]["pid"]
+    assert sandbox.invoke({}, "req-2")["payload"]["pid"] == first
 
 
-def test_a_transient_failure_succeeds_on_an_async_retry(run_events, tmp_path):
-    event = {"mode": "flaky", "counter": str(tmp_path / "count"), "failures": 1}
-    invoker, failures, _ = run_events([event])
-    assert [r.ok for r in invoker.results] == [False, True]
-    assert failures == []
+def test_an_exception_is_reported_as_lambdas_runtime_reports_it(sandbox):
+    result = sandbox.invoke({"mode": "raise"}, "req-9")
+    assert not result["ok"]
+    assert result["error"]["errorType"] == "RuntimeError"
+    assert "req-9" in result["error"]["errorMessage"]
+    assert result["error"]["requestId"] == "req-9"
+    assert sandbox.running  # an exception does not end the sandbox
 
 
-def test_no_retries_when_the_function_says_so(run_events):
-    invoker, failures, _ = run_events([{"mode": "raise"}], max_retry_attempts=0)
-    assert len(invoker.results) == 1 and len(failures) == 1
+@pytest.mark.parametrize("sandbox", [{"timeout_s": 1.0}], indirect=True)
+def test_an_overrun_is_killed_at_the_timeout(sandbox):
+    result = sandbox.invoke({"mode": "sleep", "seconds": 30}, "req-1")
+    assert result["timed_out"]
+    assert result["error"]["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in result["error"]["errorMessage"]
+    assert not sandbox.running
 
 
-def test_an_overrun_is_killed_at_the_timeout_and_counts_as_an_error(run_events):
-    invoker, failures, _ = run_events(
-        [{"mode": "sleep", "seconds": 30}], timeout_s=1.0, max_retry_attempts=0
-    )
-    (record,) = failures
-    assert record["responsePayload"]["errorType"] == "Sandbox.Timedout"
-    assert "Task timed out after 1.00 seconds" in record["responsePayload"]["errorMessage"]
-    assert invoker.stats.timeouts == 1
+def test_a_dead_runtime_is_an_error_and_a_new_sandbox_takes_over(sandbox):
+    result = sandbox.invoke({"mode": "exit"}, "req-1")
+    assert result["error"]["errorType"] == "Runtime.ExitError"
+    assert not sandbox.running
+    sandbox.start()
+    assert sandbox.invoke({}, "req-2")["ok"]
 
 
-def test_a_crashed_sandbox_is_an_error_and_is_replaced(run_events):
-    invoker, failures, _ = run_events([{"mode": "exit"}, {}], max_retry_attempts=0)
-    assert len(failures) == 1
-    assert failures[0]["responsePayload"]["errorType"] == "Runtime.ExitError"
-    assert any(r.ok for r in invoker.results)
-
-
-def test_sandboxes_are_reused_and_concurrency_never_exceeds_the_reservation(run_events, tmp_path):
-    busy = tmp_path / "busy"
-    busy.mkdir()
-    invoker, failures, _ = run_events([{"mode": "busy", "dir": str(busy)}] * 8)
-    assert not failures
-    assert max(r.payload["overlapping"] for r in invoker.results) <= 2
-    assert invoker.stats.max_concurrency_seen == 2
-    assert invoker.stats.cold_starts == 2  # two long-lived sandboxes, eight invocations
-
-
-def test_an_event_too_old_for_another_retry_goes_to_the_destination(run_events):
-    invoker, failures, _ = run_events([{"mode": "raise"}], max_event_age_s=0.05)
-    assert len(invoker.results) == 1
-    assert failures[0]["requestContext"]["condition"] == "EventAgeExceeded"
+def test_each_invocation_reports_the_sandboxs_peak_memory_as_lambdas_report_line(sandbox, tmp_path):
+    small = sandbox.invoke({}, "req-1")["max_memory_used_mb"]
+    big = sandbox.invoke({"mode": "allocate", "mb": 200}, "req-2")
+    after = sandbox.invoke({}, "req-3")["max_memory_used_mb"]
+    assert 5 < small < 200
+    assert big["max_memory_used_mb"] >= small + 190  # the 200 MB block was touched
+    assert after == big["max_memory_used_mb"]  # the peak of the sandbox so far, as on Lambda
+    log = (tmp_path / "sandbox.log").read_text()
+    report = next(line for line in log.splitlines() if line.startswith("REPORT RequestId: req-2"))
+    assert f"Max Memory Used: {big['max_memory_used_mb']} MB" in report
+    assert "Memory Size: 512 MB" in report and "Billed Duration:" in report

@@ -15,7 +15,7 @@ import pytest
 
 from dog_breeds.artifact import store
 from dog_breeds.serving import inference as ei
-from local.model_container import ToolkitContainer
+from local.model_container import ToolkitContainer, WorkerFailed
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,39 @@ def test_a_bad_top_k_header_is_a_400_through_the_toolkit(container, test_images,
         test_images[0].read_bytes(), "image/jpeg", custom_attributes=f"top_k={top_k}"
     )
     assert response.status == 400 and "top_k must be a positive integer" in response.body.decode()
+
+
+@pytest.fixture(scope="module")
+def packaged_model(trained_artifact, tmp_path_factory):
+    """model.tar.gz extracted, as SageMaker puts it in /opt/ml/model."""
+    work = tmp_path_factory.mktemp("packaged")
+    tar_path = store.package_model(trained_artifact, work / "model.tar.gz")
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(work / "model", filter="data")
+    return work / "model"
+
+
+def test_the_endpoint_serves_the_artifacts_code_not_the_repository(packaged_model, test_images):
+    """A module the packaging forgot fails the endpoint here, as it would in the container,
+    instead of being found in the repository's training/container."""
+    import shutil
+
+    broken = packaged_model.parent / "broken"
+    shutil.copytree(packaged_model, broken)
+    (broken / "code" / "dog_breeds" / "serving" / "image_decode.py").unlink()
+
+    with pytest.raises(WorkerFailed, match=r"ImportError: .*image_decode"):
+        ToolkitContainer(broken)
+
+    with ToolkitContainer(packaged_model) as served:
+        assert served.code_dir == packaged_model / "code"
+        assert served.invoke(test_images[0].read_bytes(), "image/jpeg").status == 200
+
+
+def test_a_worker_that_dies_is_answered_503_then_started_again(packaged_model, test_images):
+    with ToolkitContainer(packaged_model) as served:
+        served._proc.kill()  # what an out-of-memory kill does to a TorchServe worker
+        served._proc.wait()
+        assert not served.ping()
+        assert served.invoke(test_images[0].read_bytes(), "image/jpeg").status == 200
+        assert served.restarts == 1 and served.ping()

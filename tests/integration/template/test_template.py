@@ -86,25 +86,37 @@ def test_parameters_and_their_defaults(sam_template):
     assert parameters["TopK"]["Default"] == 3
     assert parameters["LogLevel"]["Default"] == "INFO"
     assert parameters["MaxConcurrency"]["Type"] == "Number"
+    # An SQS event source mapping's MaximumConcurrency accepts 2 at least.
+    assert parameters["MaxConcurrency"]["MinValue"] == 2
+    assert parameters["MaxConcurrency"]["Default"] == 2
+    # Well below the function's memory: the image and its decoded pixels must fit in it.
+    memory_bytes = sam_template["Globals"]["Function"]["MemorySize"] * 1024 * 1024
+    assert parameters["MaxObjectBytes"]["Default"] <= memory_bytes // 10
+    assert parameters["LowConfidenceThreshold"]["Default"] == 0.5
+    assert parameters["AlarmEmail"]["Default"] == ""  # optional
 
 
 # -- deployed into moto --------------------------------------------------------------------------
 
 
-def test_the_stack_deploys_with_bucket_table_function_queue(deployed):
+def test_the_stack_deploys_with_bucket_queues_function_mapping_and_table(deployed, aws):
     assert set(deployed.resource_types.values()) >= {
         "AWS::S3::Bucket",
         "AWS::DynamoDB::Table",
         "AWS::Lambda::Function",
+        "AWS::Lambda::EventSourceMapping",
         "AWS::IAM::Role",
         "AWS::SQS::Queue",
-        "AWS::Lambda::Permission",
     }
-    assert deployed.outputs["UploadBucketName"] == deployed.bucket_name
-    assert deployed.outputs["PredictionsTableName"] == deployed.table_name
-    assert deployed.outputs["ClassifyUploadFunctionName"] == deployed.function_name
-    assert deployed.outputs["FailureQueueArn"] == deployed.failure_queue_arn
-    assert deployed.outputs["FailureQueueUrl"].endswith(deployed.failure_queue_url.split("/")[-1])
+    outputs = deployed.outputs
+    assert outputs["UploadBucketName"] == deployed.bucket_name
+    assert outputs["PredictionsTableName"] == deployed.table_name
+    assert outputs["ClassifyUploadFunctionName"] == deployed.function_name
+    sqs = aws("sqs")
+    for name in ("UploadQueue", "DeadLetterQueue"):
+        url = outputs[f"{name}Url"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+        assert arn["QueueArn"] == outputs[f"{name}Arn"]
     # Named without referring to itself (no circular dependency), unique per stack.
     stack_suffix = deployed.stack_id.split("/")[2].split("-")[0]
     assert deployed.bucket_name == f"dog-breed-uploads-{ACCOUNT}-{REGION}-{stack_suffix}"
@@ -114,33 +126,80 @@ def test_function_environment_is_exactly_what_the_handler_reads(deployed):
     assert deployed.environment == {
         "TABLE_NAME": deployed.table_name,
         "ENDPOINT_NAME": "dog-breeds-prod",
+        "UPLOAD_BUCKET": deployed.bucket_name,
         "UPLOAD_PREFIX": "incoming/photos/",
         "TOP_K": "5",
+        "MAX_OBJECT_BYTES": "26214400",
+        "LOW_CONFIDENCE_THRESHOLD": "0.5",
         "LOG_LEVEL": "DEBUG",
         "POWERTOOLS_SERVICE_NAME": "classify_upload",
         "POWERTOOLS_METRICS_NAMESPACE": "DogBreeds",
     }
 
 
-def test_function_runtime_handler_limits(deployed, translated):
+def test_no_reserved_concurrency_so_a_new_account_can_deploy(deployed, translated, aws):
     config = deployed.function_configuration
     assert config["Runtime"] == "python3.12"
     assert config["Handler"] == "classify_upload.handler.lambda_handler"
     assert config["Timeout"] >= 120 and config["MemorySize"] >= 512
-    assert deployed.reserved_concurrency == 3  # MaxConcurrency
     function = translated["Resources"]["ClassifyUploadFunction"]["Properties"]
+    assert "ReservedConcurrentExecutions" not in function
+    concurrency = aws("lambda").get_function_concurrency(FunctionName=deployed.function_name)
+    assert "ReservedConcurrentExecutions" not in concurrency
     assert function["TracingConfig"] == {"Mode": "Active"}
+    # Nothing invokes it asynchronously any more: no async retry settings, no S3 permission.
+    assert not resources_of_type(translated, "AWS::Lambda::EventInvokeConfig")
+    assert not resources_of_type(translated, "AWS::Lambda::Permission")
 
 
-def test_async_failures_retry_then_land_in_the_encrypted_queue(deployed, aws):
-    config = deployed.event_invoke_config
-    assert config["MaximumRetryAttempts"] == 2
-    assert config["MaximumEventAgeInSeconds"] == 21600
-    assert config["DestinationConfig"]["OnFailure"]["Destination"] == deployed.failure_queue_arn
-    attributes = aws("sqs").get_queue_attributes(
-        QueueUrl=deployed.failure_queue_url, AttributeNames=["All"]
+def test_the_mapping_bounds_concurrency_and_reports_partial_batch_failures(deployed, aws):
+    (mapping,) = aws("lambda").list_event_source_mappings(FunctionName=deployed.function_name)[
+        "EventSourceMappings"
+    ]
+    assert mapping["EventSourceArn"] == deployed.outputs["UploadQueueArn"]
+    assert mapping["BatchSize"] == 10
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": 3}  # the MaxConcurrency parameter
+
+
+def test_the_queue_waits_six_function_timeouts_then_dead_letters(deployed, aws):
+    sqs = aws("sqs")
+    source = sqs.get_queue_attributes(
+        QueueUrl=deployed.outputs["UploadQueueUrl"], AttributeNames=["All"]
     )["Attributes"]
-    assert attributes["SqsManagedSseEnabled"] == "true"
+    dead = sqs.get_queue_attributes(
+        QueueUrl=deployed.outputs["DeadLetterQueueUrl"], AttributeNames=["All"]
+    )["Attributes"]
+    timeout = deployed.function_configuration["Timeout"]
+    assert int(source["VisibilityTimeout"]) >= 6 * timeout  # AWS's advice for SQS event sources
+    redrive = json.loads(source["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == deployed.outputs["DeadLetterQueueArn"]
+    assert 3 <= int(redrive["maxReceiveCount"]) <= 10
+    # A dead letter keeps its first enqueue time: the DLQ must keep messages longer.
+    assert int(dead["MessageRetentionPeriod"]) > int(source["MessageRetentionPeriod"])
+    assert source["SqsManagedSseEnabled"] == dead["SqsManagedSseEnabled"] == "true"
+
+
+def test_only_this_bucket_may_send_to_the_upload_queue(translated):
+    policies = resources_of_type(translated, "AWS::SQS::QueuePolicy")
+    policy = policies["UploadQueuePolicy"]
+    assert policy["Properties"]["Queues"] == [{"Ref": "UploadQueue"}]
+    allow, deny = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert allow["Effect"] == "Allow"
+    assert allow["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert allow["Action"] == "sqs:SendMessage"
+    assert allow["Resource"] == {"Fn::GetAtt": ["UploadQueue", "Arn"]}
+    source_arn = allow["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Sub"]
+    bucket_name = translated["Resources"]["UploadBucket"]["Properties"]["BucketName"]["Fn::Sub"]
+    # The bucket's own computed name, same variables: this bucket and no other.
+    assert source_arn[0] == "arn:${AWS::Partition}:s3:::" + bucket_name[0]
+    assert source_arn[1] == bucket_name[1]
+    assert allow["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    # The dead-letter queue: nobody is allowed anything beyond the account's own IAM; TLS only.
+    (dead_deny,) = policies["DeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert dead_deny == {**deny, "Resource": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
 
 
 def test_role_grants_exactly_what_the_function_needs(deployed, aws):
@@ -173,10 +232,19 @@ def test_role_grants_exactly_what_the_function_needs(deployed, aws):
             ("Allow", ("dynamodb:PutItem",), (table_arn,)),
             (
                 "Allow",
+                (
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes",
+                    "sqs:ReceiveMessage",
+                ),
+                (deployed.outputs["UploadQueueArn"],),
+            ),
+            (
+                "Allow",
                 ("sagemaker:InvokeEndpoint",),
                 (f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/dog-breeds-prod",),
             ),
-            ("Allow", ("sqs:SendMessage",), (deployed.failure_queue_arn,)),
         ]
     )
     for statement in statements:
@@ -186,6 +254,7 @@ def test_role_grants_exactly_what_the_function_needs(deployed, aws):
 
 def test_role_managed_policies_are_logging_and_tracing_only(translated):
     role = translated["Resources"]["ClassifyUploadFunctionRole"]["Properties"]
+    # No AWSLambdaSQSQueueExecutionRole (what a SAM SQS event adds): it reads every queue.
     assert sorted(role["ManagedPolicyArns"]) == [
         "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
         "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
@@ -208,16 +277,18 @@ def test_role_managed_policies_are_logging_and_tracing_only(translated):
     assert not {a for a in granted if not a.startswith(("logs:Create", "logs:Put", "xray:"))}
 
 
-def test_the_upload_trigger_is_object_created_under_the_prefix(translated):
+def test_the_bucket_notifies_the_queue_of_uploads_under_the_prefix(translated):
     bucket = translated["Resources"]["UploadBucket"]
-    (trigger,) = bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+    notification = bucket["Properties"]["NotificationConfiguration"]
+    assert set(notification) == {"QueueConfigurations"}  # no Lambda trigger, no second route
+    (trigger,) = notification["QueueConfigurations"]
     assert trigger["Event"] == "s3:ObjectCreated:*"
     rules = trigger["Filter"]["S3Key"]["Rules"]
     assert rules == [{"Name": "prefix", "Value": {"Ref": "UploadPrefix"}}]
-    assert trigger["Function"] == {"Fn::GetAtt": ["ClassifyUploadFunction", "Arn"]}
-    permission = translated["Resources"]["ClassifyUploadFunctionImageUploadedPermission"]
-    assert permission["Properties"]["Principal"] == "s3.amazonaws.com"
-    assert permission["Properties"]["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert trigger["Queue"] == {"Fn::GetAtt": ["UploadQueue", "Arn"]}
+    # S3 checks the queue policy when the notification is configured.
+    assert bucket["DependsOn"] in ("UploadQueuePolicy", ["UploadQueuePolicy"])
+    assert bucket["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
     # The function never writes to the bucket: no recursive trigger is possible.
     role = translated["Resources"]["ClassifyUploadFunctionRole"]["Properties"]
     actions = json.dumps(role["Policies"])
@@ -242,7 +313,7 @@ def test_the_bucket_is_private_encrypted_and_tls_only(translated, deployed, aws)
     assert policy["Properties"]["Bucket"] == {"Ref": "UploadBucket"}
 
 
-def test_the_table_is_on_demand_recoverable_encrypted_and_queryable_by_breed(
+def test_the_table_is_on_demand_recoverable_encrypted_and_queryable_without_a_scan(
     translated, deployed, aws
 ):
     table = aws("dynamodb").describe_table(TableName=deployed.table_name)["Table"]
@@ -251,40 +322,77 @@ def test_the_table_is_on_demand_recoverable_encrypted_and_queryable_by_breed(
         {"AttributeName": "key", "KeyType": "RANGE"},
     ]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
-    (index,) = table["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "by_breed"
-    assert index["KeySchema"] == [
+    indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"by_breed", "low_confidence"}
+    assert indexes["by_breed"]["KeySchema"] == [
         {"AttributeName": "breed", "KeyType": "HASH"},
         {"AttributeName": "predicted_at", "KeyType": "RANGE"},
     ]
-    assert index["Projection"] == {"ProjectionType": "ALL"}
+    assert indexes["low_confidence"]["KeySchema"] == [
+        {"AttributeName": "confidence", "KeyType": "HASH"},
+        {"AttributeName": "predicted_at", "KeyType": "RANGE"},
+    ]
+    assert all(i["Projection"] == {"ProjectionType": "ALL"} for i in indexes.values())
     properties = translated["Resources"]["PredictionsTable"]["Properties"]
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert properties["SSESpecification"] == {"SSEEnabled": True}
 
 
-def test_alarms_watch_function_errors_and_the_failure_queue(translated):
-    alarms = resources_of_type(translated, "AWS::CloudWatch::Alarm")
-    watched = {
-        (a["Properties"]["Namespace"], a["Properties"]["MetricName"]): a["Properties"]
-        for a in alarms.values()
+def test_alarms_watch_errors_dead_letters_backlog_and_the_failed_ratio(translated):
+    alarms = {
+        k: v["Properties"]
+        for k, v in resources_of_type(translated, "AWS::CloudWatch::Alarm").items()
     }
-    errors = watched[("AWS/Lambda", "Errors")]
+    assert set(alarms) == {
+        "FunctionErrorsAlarm",
+        "DeadLetterQueueDepthAlarm",
+        "BacklogAgeAlarm",
+        "FailedRatioAlarm",
+    }
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    errors, dead = alarms["FunctionErrorsAlarm"], alarms["DeadLetterQueueDepthAlarm"]
+    assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
     assert errors["Dimensions"] == [
         {"Name": "FunctionName", "Value": {"Ref": "ClassifyUploadFunction"}}
     ]
-    depth = watched[("AWS/SQS", "ApproximateNumberOfMessagesVisible")]
-    assert depth["Dimensions"] == [
-        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["FailureQueue", "QueueName"]}}
+    assert dead["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert dead["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}
     ]
-    for alarm in (errors, depth):
+    for alarm in (errors, dead):
         assert alarm["Threshold"] == 1
         assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    backlog = alarms["BacklogAgeAlarm"]
+    assert backlog["MetricName"] == "ApproximateAgeOfOldestMessage"
+    assert backlog["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["UploadQueue", "QueueName"]}
+    assert backlog["Threshold"] == {"Ref": "BacklogAgeAlarmSeconds"}
+    ratio = alarms["FailedRatioAlarm"]
+    metrics = {m["Id"]: m for m in ratio["Metrics"]}
+    # The function's own Powertools metrics: the names and dimension the handler emits.
+    for metric_id, name in [("failed", "Failed"), ("predicted", "Predicted")]:
+        stat = metrics[metric_id]["MetricStat"]["Metric"]
+        assert (stat["Namespace"], stat["MetricName"]) == ("DogBreeds", name)
+        assert stat["Dimensions"] == [{"Name": "service", "Value": "classify_upload"}]
+    assert [m["Id"] for m in ratio["Metrics"] if m["ReturnData"]] == ["ratio"]
+    assert ratio["Threshold"] == {"Ref": "FailedRatioAlarmThreshold"}
     # CloudWatch cannot use the AWS-managed SNS key (its key policy admits no service principal):
     # a topic encrypted with it swallows every alarm notification.
     topic = translated["Resources"]["AlarmTopic"]["Properties"]
     assert topic.get("KmsMasterKeyId") in (None, {"Ref": "AWS::NoValue"})
+
+
+def test_an_alarm_email_is_subscribed_only_when_given(translated):
+    (subscription,) = resources_of_type(translated, "AWS::SNS::Subscription").values()
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"] == {
+        "TopicArn": {"Ref": "AlarmTopic"},
+        "Protocol": "email",
+        "Endpoint": {"Ref": "AlarmEmail"},
+    }
+    assert translated["Conditions"]["HasAlarmEmail"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]
+    }
 
 
 # -- what sam build packs, what sam deploy reads, what sam local invoke sends ---------------------
@@ -341,3 +449,31 @@ def test_sample_events_are_shaped_like_s3_sends_them(name, keys):
         assert " " not in obj["key"]  # S3 sends keys URL-encoded
         decoded.append(unquote_plus(obj["key"]))
     assert decoded == keys
+
+
+@pytest.mark.parametrize(
+    ("name", "kinds"),
+    [
+        ("queue_upload.json", ["upload"]),
+        ("queue_batch.json", ["test", "upload", "upload"]),
+        ("queue_reprocess.json", ["reprocess"]),
+    ],
+)
+def test_sample_queue_events_are_shaped_like_lambdas_sqs_event_source(name, kinds):
+    from classify_upload.events import is_test_event, reprocess_request, uploaded_objects
+
+    event = json.loads((REPO_ROOT / "events" / name).read_text(encoding="utf-8"))
+    found = []
+    for record in event["Records"]:
+        assert record["eventSource"] == "aws:sqs"
+        assert record["messageId"] and record["receiptHandle"]
+        assert record["attributes"]["ApproximateReceiveCount"] == "1"
+        body = json.loads(record["body"])
+        if is_test_event(body):
+            found.append("test")
+        elif reprocess_request(body) is not None:
+            found.append("reprocess")
+        else:
+            assert uploaded_objects(body)
+            found.append("upload")
+    assert found == kinds

@@ -1,0 +1,128 @@
+"""``reprocess --wait``: read the selected items back until this run has classified them.
+
+The function marks an item it classified again with the run's ``reprocess_id``. It writes nothing
+for a request whose object is no longer that version (overwritten or deleted in S3 since), nor
+over an item that a newer upload replaced; so an item either carries the run id (done), shows a
+newer upload's sequencer or is gone (superseded: nothing to wait for), or stays as it was. The
+last kind is counted as not done once nothing has changed for the idle timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from classify_ops.progress import Progress
+
+DONE, SUPERSEDED, PENDING = "done", "superseded", "pending"
+BATCH_GET = 100  # BatchGetItem's limit
+_NAMES = {"#bucket": "bucket", "#key": "key", "#sequencer": "sequencer", "#run": "reprocess_id"}
+
+
+def item_state(sent: dict[str, Any], current: dict[str, Any] | None, run_id: str) -> str:
+    """Where one item stands: ``sent`` as it was selected, ``current`` as it is now."""
+    if current is None:
+        return SUPERSEDED  # the item was deleted
+    if current.get("reprocess_id") == run_id:
+        return DONE
+    if current.get("sequencer") != sent.get("sequencer"):
+        return SUPERSEDED  # a newer upload's result replaced it
+    return PENDING
+
+
+@dataclass
+class Outcome:
+    total: int
+    done: int = 0
+    superseded: int = 0
+    remaining: list[dict[str, Any]] = field(default_factory=list)
+    idle_s: float = 0.0
+
+
+def current_items(
+    dynamodb: Any, table: str, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]] | None:
+    """The items now stored under ``keys`` (at most ``BATCH_GET``); None if DynamoDB left some
+    unread (throttled): this poll then tells nothing about them, the next one will."""
+    serializer, deserializer = TypeSerializer(), TypeDeserializer()
+    response = dynamodb.batch_get_item(
+        RequestItems={
+            table: {
+                "Keys": [
+                    {"bucket": serializer.serialize(b), "key": serializer.serialize(k)}
+                    for b, k in keys
+                ],
+                "ConsistentRead": True,
+                "ProjectionExpression": "#bucket, #key, #sequencer, #run",
+                "ExpressionAttributeNames": _NAMES,
+            }
+        }
+    )
+    if response.get("UnprocessedKeys", {}).get(table):
+        return None
+    found = {}
+    for raw in response.get("Responses", {}).get(table, []):
+        item = {name: deserializer.deserialize(value) for name, value in raw.items()}
+        found[(item["bucket"], item["key"])] = item
+    return found
+
+
+def wait_for_run(
+    dynamodb: Any,
+    table: str,
+    selected: list[dict[str, Any]],
+    run_id: str,
+    *,
+    idle_timeout_s: float,
+    poll_interval_s: float,
+    out: TextIO,
+) -> Outcome:
+    """Poll until every selected item is done or superseded, or nothing changed for
+    ``idle_timeout_s``; shows "classified N/M" (superseded ones count as finished)."""
+    pending = {(i["bucket"], i["key"]): i for i in selected}
+    outcome = Outcome(total=len(selected))
+    progress = Progress("classified", outcome.total, out)
+    last_change = time.monotonic()
+    while pending:
+        changed = _poll(dynamodb, table, pending, run_id, outcome)
+        progress.update(outcome.done + outcome.superseded)
+        if changed:
+            last_change = time.monotonic()
+        if not pending or time.monotonic() - last_change >= idle_timeout_s:
+            break
+        time.sleep(poll_interval_s)
+    progress.close_line()
+    outcome.remaining = list(pending.values())
+    outcome.idle_s = time.monotonic() - last_change
+    return outcome
+
+
+def _poll(
+    dynamodb: Any,
+    table: str,
+    pending: dict[tuple[str, str], dict[str, Any]],
+    run_id: str,
+    outcome: Outcome,
+) -> bool:
+    """One pass over the pending items; moves finished ones out of ``pending``."""
+    changed = False
+    keys = list(pending)
+    for start in range(0, len(keys), BATCH_GET):
+        chunk = keys[start : start + BATCH_GET]
+        found = current_items(dynamodb, table, chunk)
+        if found is None:
+            continue
+        for key in chunk:
+            state = item_state(pending[key], found.get(key), run_id)
+            if state == PENDING:
+                continue
+            del pending[key]
+            changed = True
+            if state == DONE:
+                outcome.done += 1
+            else:
+                outcome.superseded += 1
+    return changed
