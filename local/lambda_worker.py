@@ -99,6 +99,9 @@ def main(argv: list[str]) -> int:
     os.chdir(code_dir)  # already the cwd and first on PYTHONPATH, as LAMBDA_TASK_ROOT on Lambda
     results = os.fdopen(result_fd, "w", encoding="utf-8", buffering=1)
 
+    # Lambda's first log line of a sandbox names the runtime's Python.
+    major, minor = sys.version_info[:2]
+    print(f"INIT_START Runtime Version: python:{major}.{minor} ({sys.executable})", flush=True)
     module_name, _, function_name = handler_spec.rpartition(".")
     init_started = time.monotonic()
     try:

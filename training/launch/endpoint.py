@@ -16,6 +16,11 @@ ENTRY_POINT = serving_code.ENTRY_POINT
 # The newest PyTorch inference image SageMaker SDK 2.257 knows (image_uri_config/pytorch.json).
 INFERENCE_FRAMEWORK_VERSION = "2.6.0"
 INFERENCE_PY_VERSION = "py312"
+# What that image carries beside it; local/parity reproduces the image's runtime from these.
+INFERENCE_PYTHON = "3.12"
+INFERENCE_TORCHVISION_VERSION = "0.21.0"
+INFERENCE_TOOLKIT_VERSION = "2.0.25"  # sagemaker-pytorch-inference
+INFERENCE_TORCHSERVE_VERSION = "0.12.0"
 ENDPOINT_INSTANCE = "ml.t2.medium"
 DEFAULT_ENDPOINT_NAME = "dog-breeds"
 # template.yaml's EndpointName pattern: lower case, as in the endpoint's ARN (and IAM policy).

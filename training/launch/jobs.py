@@ -40,6 +40,9 @@ DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
 # The newest PyTorch training image SageMaker SDK 2.257 knows (image_uri_config/pytorch.json).
 TRAINING_FRAMEWORK_VERSION = "2.8.0"
 TRAINING_PY_VERSION = "py312"
+# What that image carries beside it; local/parity reproduces the image's runtime from these.
+TRAINING_PYTHON = "3.12"
+TRAINING_TORCHVISION_VERSION = "0.23.0"
 GPU_TRAINING_INSTANCE = "ml.g4dn.xlarge"
 CPU_TRAINING_INSTANCE = "ml.m5.2xlarge"
 
