@@ -7,7 +7,7 @@ all in this process except the function's sandboxes, follows the template's path
 S3 → SQS → event source mapping → Lambda:
 - a moto server (S3, DynamoDB, SQS, CloudFormation, Lambda metadata) with two things moto lacks
   added in-process: SQS's message move task (``local.moto_sqs_move``, which the ``classify_ops
-  redrive`` command uses) and the ``sequencer`` of S3 event records (``local.moto_s3_sequencer``);
+  redrive`` command uses) and the ``sequencer`` of S3 event records (``local.moto_s3_events``);
 - ``template.yaml`` deployed into it by ``local.deploy_template`` (names, environment, queues,
   limits from the template), with the bucket's versioning and its notification to the upload
   queue applied from the template, since moto's CloudFormation drops both. S3 itself (moto) then
@@ -51,7 +51,7 @@ from botocore.config import Config
 from moto.moto_api._internal.models import moto_api_backend
 from moto.server import ThreadedMotoServer
 
-from local import moto_s3_sequencer, moto_sqs_move, tiny
+from local import moto_s3_events, moto_sqs_move, tiny
 from local.deploy_template import QueueInfo, StackInfo, deploy_stack
 from local.event_source import MappingConfig, SqsEventSource
 from local.function_build import FUNCTION_LOGICAL_ID, BuiltFunction, build_function
@@ -231,7 +231,7 @@ class LocalStack:
         moto.start()
         self._exit.callback(moto.stop)
         moto_sqs_move.install()  # StartMessageMoveTask & co., for `classify_ops redrive`
-        moto_s3_sequencer.install()  # S3 event records carry a sequencer, as on AWS
+        moto_s3_events.install()  # S3 event records carry a sequencer and versionId, as on AWS
         host, port = moto.get_host_and_port()
         self.moto_url = f"http://{host}:{port}"
         # moto's backends live in this process: leave none of our state behind for the next user.

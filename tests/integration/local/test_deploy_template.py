@@ -13,7 +13,7 @@ import boto3
 import pytest
 from moto.sqs.models import sqs_backends
 
-from local import moto_s3_sequencer
+from local import moto_s3_events
 from local.deploy_template import Intrinsics, deploy_stack, s3_notification_configuration
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -29,7 +29,7 @@ def session() -> boto3.session.Session:
 
 @pytest.fixture(scope="module")
 def deployed(moto_url, session):
-    moto_s3_sequencer.install()  # as LocalStack does when it starts moto
+    moto_s3_events.install()  # as LocalStack does when it starts moto
     return deploy_stack(
         session,
         REPO_ROOT / "template.yaml",
@@ -81,11 +81,15 @@ def test_versioning_and_the_queue_notification_come_from_the_template(deployed, 
     assert config["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "incoming/"}]
 
 
-def test_an_upload_under_the_prefix_reaches_the_upload_queue_with_a_sequencer(deployed, aws):
+def test_an_upload_under_the_prefix_reaches_the_upload_queue_with_sequencer_and_version(
+    deployed, aws
+):
     s3, sqs, url = aws("s3"), aws("sqs"), deployed.upload_queue.url
     s3.put_object(Bucket=deployed.bucket_name, Key="elsewhere/no.jpg", Body=b"x")
-    for _ in range(2):
-        s3.put_object(Bucket=deployed.bucket_name, Key="incoming/a dog.jpg", Body=b"x")
+    versions = [
+        s3.put_object(Bucket=deployed.bucket_name, Key="incoming/a dog.jpg", Body=b"x")["VersionId"]
+        for _ in range(2)
+    ]
     bodies = []
     while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
         bodies += [json.loads(m["Body"]) for m in messages]
@@ -102,6 +106,8 @@ def test_an_upload_under_the_prefix_reaches_the_upload_queue_with_a_sequencer(de
     assert keys == ["incoming/a dog.jpg"] * 2
     first, second = (r["s3"]["object"]["sequencer"] for r in records)
     assert len(first) == len(second) == 18 and first < second  # S3's: later write, larger value
+    # The bucket is versioned (from the template): each record names the version it created.
+    assert [r["s3"]["object"]["versionId"] for r in records] == versions
 
 
 def test_intrinsics_resolve_against_the_deployed_stack(deployed):
