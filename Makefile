@@ -102,7 +102,7 @@ reprocess: $(STAMP)
 	$(PY) -m classify_ops reprocess --stack $(STACK) $(ARGS)
 
 bench: $(STAMP)
-	$(PY) tests/benchmarks/bench_serving.py
+	$(PY) tests/benchmarks/bench_serving.py $(ARGS)
 
 # Not part of `make test`: the first run downloads several GB (PyPI's torch is the CUDA build).
 parity: $(STAMP)

@@ -1,5 +1,7 @@
 """What lower precision would cost: the served fp32 IR vs bf16 execution vs NNCF int8, on the
 benchmark's artifact and images (run ``make bench`` first; it builds both under runs/bench/).
+``make bench`` itself reports int8 (latency, agreement, accuracy drop); this adds bf16 and an
+int8 variant with the head left in fp32.
 
 Needs ``nncf``, which the project venv does not carry (it is not a serving dependency). Run it
 from a scratch venv that holds nncf, openvino and Pillow:
@@ -73,7 +75,7 @@ def main() -> dict:
     model_dir = WORK / "artifact"
     config = json.loads((model_dir / "config.json").read_text())
     size = config["image_size"]
-    images = sorted((WORK / "images-200").glob("*.jpg"))
+    images = sorted((WORK / f"images-200-c{config['num_classes']}").glob("*.jpg"))
     inputs = load_inputs(images, size)
     core = ov.Core()
     fp32_model = core.read_model(model_dir / "openvino" / "model.xml")

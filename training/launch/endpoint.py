@@ -1,9 +1,11 @@
-"""Stages 4, 5 and 7: deploy the model to an ml.t2.medium endpoint, invoke it, tear it down."""
+"""Stages 4, 5 and 7: deploy the model to an ml.t2.medium endpoint (or a serverless one), invoke
+it, tear it down."""
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,41 @@ ENDPOINT_INSTANCE = "ml.t2.medium"
 DEFAULT_ENDPOINT_NAME = "dog-breeds"
 # template.yaml's EndpointName pattern: lower case, as in the endpoint's ARN (and IAM policy).
 ENDPOINT_NAME_PATTERN = re.compile(r"^[a-z0-9](-*[a-z0-9]){0,62}$")
+
+# What SageMaker Serverless Inference accepts (CreateEndpointConfig's ServerlessConfig).
+SERVERLESS_MEMORY_MB = tuple(range(1024, 6144 + 1, 1024))
+SERVERLESS_MAX_CONCURRENCY = (1, 200)
+DEFAULT_SERVERLESS_MAX_CONCURRENCY = 2  # the upload queue's smallest MaximumConcurrency
+
+
+@dataclass(frozen=True)
+class ServerlessCapacity:
+    """A serverless endpoint's memory and concurrency; refused on construction if SageMaker
+    would refuse it."""
+
+    memory_mb: int
+    max_concurrency: int = DEFAULT_SERVERLESS_MAX_CONCURRENCY
+
+    def __post_init__(self) -> None:
+        if self.memory_mb not in SERVERLESS_MEMORY_MB:
+            sizes = ", ".join(str(m) for m in SERVERLESS_MEMORY_MB)
+            raise LaunchError(f"--serverless-memory-mb {self.memory_mb}: use one of {sizes}")
+        low, high = SERVERLESS_MAX_CONCURRENCY
+        if not low <= self.max_concurrency <= high:
+            raise LaunchError(
+                f"--serverless-max-concurrency {self.max_concurrency}: use {low} to {high}"
+            )
+
+    def sdk_config(self) -> Any:
+        from sagemaker.serverless import ServerlessInferenceConfig
+
+        return ServerlessInferenceConfig(
+            memory_size_in_mb=self.memory_mb, max_concurrency=self.max_concurrency
+        )
+
+    def describe(self) -> str:
+        return f"serverless, {self.memory_mb} MB, at most {self.max_concurrency} at once"
+
 
 CONTENT_TYPES = {
     ".jpg": "image/jpeg",
@@ -64,8 +101,10 @@ def deploy(
     staging_dir: Path,
     framework_version: str = INFERENCE_FRAMEWORK_VERSION,
     py_version: str = INFERENCE_PY_VERSION,
+    serverless: ServerlessCapacity | None = None,
 ) -> str:
-    """Model (artifact repacked with code/), endpoint config (one instance), endpoint."""
+    """Model (artifact repacked with code/), endpoint config (one ``instance_type`` instance, or
+    ``serverless`` capacity instead), endpoint."""
     from sagemaker.deserializers import JSONDeserializer
     from sagemaker.pytorch import PyTorchModel
     from sagemaker.serializers import IdentitySerializer
@@ -90,9 +129,14 @@ def deploy(
         code_location=s3_uri(aws.bucket, prefix, "deploy"),
         sagemaker_session=aws.sagemaker_session,
     )
+    if serverless is None:
+        capacity = {"initial_instance_count": 1, "instance_type": instance_type}
+        described = f"{instance_type}, 1 instance"
+    else:
+        capacity = {"serverless_inference_config": serverless.sdk_config()}
+        described = serverless.describe()
     model.deploy(
-        initial_instance_count=1,
-        instance_type=instance_type,
+        **capacity,
         endpoint_name=endpoint_name,
         serializer=IdentitySerializer(content_type="image/jpeg"),
         deserializer=JSONDeserializer(),
@@ -100,7 +144,7 @@ def deploy(
     )
     verb = "would create " if aws.dry_run else ""
     print(f"{verb}model: {model_name}")
-    print(f"{verb}endpoint: {endpoint_name} ({instance_type}, 1 instance)")
+    print(f"{verb}endpoint: {endpoint_name} ({described})")
     if wait and not aws.dry_run:
         status = aws.client("sagemaker").describe_endpoint(EndpointName=endpoint_name)
         print(f"  status: {status['EndpointStatus']}")

@@ -286,3 +286,57 @@ def test_the_deployed_artifact_serves_invoke_through_the_toolkit(
     assert len(re.findall(r"^\s+3\. ", run.out, flags=re.MULTILINE)) == 2
     assert [i.status for i in server.invocations] == [200, 200]
     assert run.out.count("runtime pytorch") == 2
+
+
+def test_deploy_serverless_asks_for_memory_and_concurrency_and_no_instance(run_launch):
+    model_data = _put_model("models/model.tar.gz")
+    run = run_launch(
+        "deploy", "--role", ROLE, "--model-data", model_data, "--endpoint-name", "dogs-serverless",
+        "--serverless-memory-mb", "3072", "--serverless-max-concurrency", "2",
+    )  # fmt: skip
+    assert run.rc == 0, run.err
+    assert "dogs-serverless (serverless, 3072 MB, at most 2 at once)" in run.out
+
+    (request,) = run.requests("CreateEndpointConfig")
+    (variant,) = request["ProductionVariants"]
+    assert variant["ServerlessConfig"] == {"MemorySizeInMB": 3072, "MaxConcurrency": 2}
+    assert "InstanceType" not in variant and "InitialInstanceCount" not in variant
+    # The serving image is still the CPU PyTorch inference image the instance endpoint gets.
+    (model,) = run.requests("CreateModel")
+    assert "pytorch-inference:2.6.0-cpu-py312" in model["PrimaryContainer"]["Image"]
+    sm = boto3.client("sagemaker", region_name=REGION)
+    assert sm.describe_endpoint(EndpointName="dogs-serverless")["EndpointStatus"] == "InService"
+
+
+def test_deploy_serverless_dry_run_prints_the_serverless_config(run_launch):
+    model_data = _put_model("models/model.tar.gz")
+    run = run_launch(
+        "deploy", "--role", ROLE, "--model-data", model_data, "--serverless-memory-mb", "6144",
+        "--dry-run",
+    )  # fmt: skip
+    assert run.rc == 0, run.err
+    (variant,) = dict(run.dry_run_requests())["CreateEndpointConfig"]["ProductionVariants"]
+    assert variant["ServerlessConfig"] == {"MemorySizeInMB": 6144, "MaxConcurrency": 2}
+    assert "InstanceType" not in variant
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--serverless-memory-mb", "3000"], "--serverless-memory-mb 3000: use one of 1024, 2048"),
+        (["--serverless-memory-mb", "512"], "--serverless-memory-mb 512: use one of"),
+        (["--serverless-memory-mb", "7168"], "--serverless-memory-mb 7168: use one of"),
+        (["--serverless-memory-mb", "2048", "--serverless-max-concurrency", "0"],
+         "--serverless-max-concurrency 0: use 1 to 200"),
+        (["--serverless-memory-mb", "2048", "--serverless-max-concurrency", "201"],
+         "--serverless-max-concurrency 201: use 1 to 200"),
+        (["--serverless-max-concurrency", "2"], "needs --serverless-memory-mb"),
+    ],
+)  # fmt: skip
+def test_deploy_refuses_serverless_sizes_sagemaker_would_refuse_in_one_line(
+    run_launch, flags, message
+):
+    run = run_launch("deploy", "--role", ROLE, "--model-data", "s3://b/m.tar.gz", *flags)
+    assert run.rc == 2
+    assert message in run.err and run.err.strip().count("\n") == 0
+    assert run.requests("CreateModel") == [] and run.requests("CreateEndpointConfig") == []

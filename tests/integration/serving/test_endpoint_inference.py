@@ -71,7 +71,7 @@ def test_response_lists_top_k_best_first_with_the_model_identity(served, test_im
     assert set(result["predictions"][0]) == {"breed", "index", "probability"}
     model = result["model"]
     assert model["name"] == "dog-breeds-resnet50" and len(model["version"]) == 12
-    assert model["runtime"] in ("openvino", "pytorch")
+    assert model["runtime"] in ("openvino-int8", "openvino", "pytorch")
 
 
 def test_json_request_with_base64_image_and_top_k(served, test_images):

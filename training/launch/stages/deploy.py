@@ -1,5 +1,6 @@
 """Stage 4, ``deploy``: a model to the endpoint the SAM template names. The model: --model-data,
-else that of --training-job, else of the job in RUNS_DIR/training_job.json.
+else that of --training-job, else of the job in RUNS_DIR/training_job.json. The endpoint: one
+--instance-type instance, or serverless capacity with --serverless-memory-mb.
 """
 
 from __future__ import annotations
@@ -28,6 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("SAGEMAKER_ENDPOINT_INSTANCE", "ml.t2.medium"),
         help="endpoint instance (default: SAGEMAKER_ENDPOINT_INSTANCE or %(default)s)",
     )
+    parser.add_argument(
+        "--serverless-memory-mb",
+        type=int,
+        help="deploy serverless with this much memory (1024 to 6144, in steps of 1024) "
+        "instead of an instance",
+    )
+    parser.add_argument(
+        "--serverless-max-concurrency",
+        type=int,
+        help="serverless: most invocations at once (1 to 200, default "
+        f"{endpoint.DEFAULT_SERVERLESS_MAX_CONCURRENCY})",
+    )
     parser.add_argument("--framework-version", default=None, help="PyTorch inference image (2.6.0)")
     parser.add_argument("--py-version", default=None, help="Python of the image (py312)")
     flags.add_wait_flag(parser, "the endpoint is InService")
@@ -35,6 +48,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check(args: argparse.Namespace) -> None:
     resolve_role(args.role)
+    serverless_capacity(args)
+
+
+def serverless_capacity(args: argparse.Namespace) -> endpoint.ServerlessCapacity | None:
+    """The serverless flags as capacity; None for an instance endpoint."""
+    if args.serverless_memory_mb is None:
+        if args.serverless_max_concurrency is not None:
+            raise LaunchError("--serverless-max-concurrency needs --serverless-memory-mb")
+        return None
+    if args.serverless_max_concurrency is None:
+        return endpoint.ServerlessCapacity(args.serverless_memory_mb)
+    return endpoint.ServerlessCapacity(args.serverless_memory_mb, args.serverless_max_concurrency)
 
 
 def run(args: argparse.Namespace, aws: Aws) -> None:
@@ -51,6 +76,7 @@ def run(args: argparse.Namespace, aws: Aws) -> None:
             staging_dir=Path(tmp) / "code",
             framework_version=args.framework_version or endpoint.INFERENCE_FRAMEWORK_VERSION,
             py_version=args.py_version or endpoint.INFERENCE_PY_VERSION,
+            serverless=serverless_capacity(args),
         )
 
 

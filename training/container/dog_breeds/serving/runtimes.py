@@ -7,8 +7,15 @@ A Runtime takes a float32 NCHW batch, already normalised, and returns float32 lo
 
 The CPU form is an OpenVINO IR in ``model_dir/openvino/`` (``model.xml``, ``model.bin``, fp32
 weights, batch dimension dynamic) plus ``export.json``, recording which weights it was made from.
-``select_runtime`` serves the IR only when it matches the artifact next to it; otherwise, or when
-``openvino`` does not import, it falls back to eager PyTorch, and logs which it chose and why.
+Training may add an int8 IR beside it (``model-int8.xml``/``.bin``, NNCF post-training
+quantization, see ``dog_breeds.training.quantize``), described by export.json's ``"int8"`` record
+(``Int8Record``): shipped only when its validation top-1 stayed within the allowed drop of fp32's.
+
+``select_runtime`` serves, in order: the int8 IR (when its record says shipped, names this
+artifact and its files are there; unless ``DOG_BREEDS_FORCE_FP32=1``), the fp32 IR (when
+export.json matches the artifact), eager PyTorch. Each runtime's ``name`` (``openvino-int8``,
+``openvino``, ``pytorch``) is what the response's model identity reports; it logs which it chose
+and why. Serving needs only ``openvino`` for either IR: nothing here imports nncf.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ import shutil
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +44,9 @@ log = logging.getLogger(__name__)
 OPENVINO_DIR = "openvino"
 IR_XML = "model.xml"
 EXPORT_META = "export.json"
+INT8_IR_XML = "model-int8.xml"
+# Set to 1/true on the endpoint to serve the fp32 IR even where an int8 one was shipped.
+FORCE_FP32_ENV = "DOG_BREEDS_FORCE_FP32"
 # The IR must reproduce the torch logits this closely at export time, or it is not shipped.
 EXPORT_ATOL = 1e-3
 EXPORT_RTOL = 1e-3
@@ -63,20 +74,99 @@ class TorchRuntime:
             return self.model(torch.from_numpy(batch)).float().numpy()
 
 
+@dataclass
+class Int8Record:
+    """export.json's ``"int8"`` record: whether an int8 IR ships beside the fp32 one, and why.
+
+    Written at the end of training (``dog_breeds.training.quantize``), read by ``select_runtime``.
+    Accuracies are validation top-1 fractions (0..1) of each IR on the images as served;
+    ``drop_points`` is (fp32 - int8) x 100; the int8 IR ships when it is <= ``max_drop_points``.
+    ``model_version``/``weights_sha256_12`` name the artifact it was quantized from.
+    """
+
+    shipped: bool
+    reason: str
+    file: str | None = None
+    model_version: str | None = None
+    weights_sha256_12: str | None = None
+    fp32_valid_accuracy: float | None = None
+    int8_valid_accuracy: float | None = None
+    drop_points: float | None = None
+    max_drop_points: float | None = None
+    valid_images: int | None = None
+    calibration_images: int | None = None
+    quantize_seconds: float | None = None
+    seconds: float | None = None
+    nncf_version: str | None = None
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> Int8Record | None:
+        raw = meta.get("int8")
+        if not isinstance(raw, dict):
+            return None
+        known = {f.name for f in fields(cls)}
+        try:
+            return cls(**{k: v for k, v in raw.items() if k in known})
+        except TypeError:  # a record without shipped/reason
+            return None
+
+
+def write_int8_record(model_dir: Path, record: Int8Record) -> None:
+    """Put ``record`` into the fp32 form's export.json (its other keys kept), atomically: the
+    int8 files must already be in place when a record says shipped."""
+    path = Path(model_dir) / OPENVINO_DIR / EXPORT_META
+    meta = json.loads(path.read_text())
+    meta["int8"] = asdict(record)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def force_fp32(environ: Mapping[str, str] = os.environ) -> bool:
+    return environ.get(FORCE_FP32_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def int8_unusable_reason(
+    record: Int8Record | None, identity: dict[str, Any], ir_dir: Path, forced_fp32: bool
+) -> str | None:
+    """Why the int8 IR must not serve (the fp32 one then does), or None when it may."""
+    if forced_fp32:
+        return f"{FORCE_FP32_ENV} is set"
+    if record is None:
+        return f"{EXPORT_META} has no int8 record"
+    if not record.shipped:
+        return f"int8 not shipped at export: {record.reason}"
+    for key in ("model_version", "weights_sha256_12"):
+        current = identity.get(key)
+        if current is not None and getattr(record, key) != current:
+            return f"int8 IR is stale: {key} {getattr(record, key)!r} != artifact's {current!r}"
+    xml = ir_dir / (record.file or INT8_IR_XML)
+    if not xml.is_file() or not xml.with_suffix(".bin").is_file():
+        return f"no int8 IR at {xml}"
+    return None
+
+
 class OpenVINORuntime:
-    """The OpenVINO IR compiled for this machine's CPU: latency hint, fp32, and all of this
-    worker's share of the cores (all of them with one model-server worker)."""
+    """An OpenVINO IR compiled for this machine's CPU: latency hint, fp32 execution of whatever
+    is not quantized, and all of this worker's share of the cores (all with one worker)."""
 
-    name = "openvino"
-
-    def __init__(self, xml_path: Path, image_size: int, num_threads: int | None = None):
+    def __init__(
+        self,
+        xml_path: Path,
+        image_size: int,
+        num_threads: int | None = None,
+        precision: str = "f32",
+    ):
         import openvino as ov
 
+        self.precision = precision
+        self.name = "openvino" if precision == "f32" else f"openvino-{precision}"
         self.num_threads = num_threads or threads_per_worker()
         config = {
             ov.properties.hint.performance_mode: ov.properties.hint.PerformanceMode.LATENCY,
             # On CPUs with AVX512_BF16/AMX the CPU plugin otherwise runs in bf16 by default, which
-            # moves logits by ~0.25 on ResNet50; serving must give PyTorch fp32's answers.
+            # moves logits by ~0.25 on ResNet50; serving must give PyTorch fp32's answers. An int8
+            # IR's quantized layers run in int8 regardless; the rest stays fp32.
             ov.properties.hint.inference_precision: ov.Type.f32,
             ov.properties.inference_num_threads: self.num_threads,
         }
@@ -261,15 +351,19 @@ def _export_openvino(ov: Any, model: torch.nn.Module, model_dir: Path) -> Path |
     return final_dir
 
 
-def _stale_reason(model_dir: Path, identity: dict[str, Any]) -> str | None:
-    """Why the exported IR must not serve this artifact, or None when it matches."""
+def _read_export_meta(model_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """export.json of the fp32 IR, or None and why it cannot serve."""
     ir_dir = model_dir / OPENVINO_DIR
     if not (ir_dir / IR_XML).is_file() or not (ir_dir / IR_XML).with_suffix(".bin").is_file():
-        return f"no OpenVINO IR at {ir_dir / IR_XML}"
+        return None, f"no OpenVINO IR at {ir_dir / IR_XML}"
     try:
-        meta = json.loads((ir_dir / EXPORT_META).read_text())
+        return json.loads((ir_dir / EXPORT_META).read_text()), None
     except (OSError, ValueError) as exc:
-        return f"OpenVINO IR has no readable {EXPORT_META} ({exc})"
+        return None, f"OpenVINO IR has no readable {EXPORT_META} ({exc})"
+
+
+def _stale_reason(meta: dict[str, Any], identity: dict[str, Any]) -> str | None:
+    """Why the exported IR must not serve this artifact, or None when it matches."""
     for key, current in identity.items():
         if current is not None and meta.get(key) != current:
             return f"OpenVINO IR is stale: {key} {meta.get(key)!r} != artifact's {current!r}"
@@ -278,35 +372,70 @@ def _stale_reason(model_dir: Path, identity: dict[str, Any]) -> str | None:
     return None
 
 
+def _compile(
+    xml_path: Path, image_size: int, precision: str, started: float, why: str
+) -> OpenVINORuntime | str:
+    """The compiled runtime, or why OpenVINO could not compile it."""
+    try:
+        runtime = OpenVINORuntime(xml_path, image_size, precision=precision)
+    except Exception as exc:
+        reason = f"OpenVINO could not compile the {precision} IR ({type(exc).__name__}: {exc})"
+        log.warning("serving runtime: %s", reason)
+        return reason
+    runtime.reason = f"{why}; {runtime.num_threads} threads"
+    log.info(
+        "serving runtime: %s (%s, %.2f s)",
+        runtime.name,
+        runtime.reason,
+        time.perf_counter() - started,
+    )
+    return runtime
+
+
+def _openvino_runtime(
+    ir_dir: Path, meta: dict[str, Any], identity: dict[str, Any], started: float
+) -> OpenVINORuntime | str:
+    """The int8 IR where it may serve and compiles, else the fp32 IR; or why neither compiled."""
+    record = Int8Record.from_meta(meta)
+    size = identity["image_size"]
+    no_int8 = int8_unusable_reason(record, identity, ir_dir, force_fp32())
+    if record is not None and no_int8 is None:
+        drop = f"validation top-1 drop {record.drop_points} points <= {record.max_drop_points}"
+        why = f"int8 IR matches the artifact; {drop}"
+        chosen = _compile(ir_dir / (record.file or INT8_IR_XML), size, "int8", started, why)
+        if not isinstance(chosen, str):
+            return chosen
+        no_int8 = chosen
+    log.info("serving runtime: not int8 (%s)", no_int8)
+    why = f"IR matches the artifact; fp32 ({no_int8})"
+    return _compile(ir_dir / IR_XML, size, "f32", started, why)
+
+
 def select_runtime(model_dir: Path, build_torch_model: Callable[[], torch.nn.Module]) -> Runtime:
-    """The fastest runtime that ``model_dir`` and this environment support.
+    """The fastest runtime that ``model_dir`` and this environment support: int8 IR, fp32 IR,
+    eager PyTorch, in that order.
 
     ``build_torch_model`` is only called when PyTorch serves, so the OpenVINO path never holds a
     second copy of the weights. The runtime's ``name`` and ``reason`` say what serves and why.
     """
     model_dir = Path(model_dir)
     started = time.perf_counter()
+    ir_dir = model_dir / OPENVINO_DIR
+    meta: dict[str, Any] | None = None
     try:
         import openvino  # noqa: F401  (a probe: an installed but broken OpenVINO must fall back too)
     except ImportError as exc:
         reason = f"openvino does not import ({exc})"
     else:
         identity = artifact_identity(model_dir)
-        reason = _stale_reason(model_dir, identity)
-    if reason is None:
-        try:
-            runtime = OpenVINORuntime(model_dir / OPENVINO_DIR / IR_XML, identity["image_size"])
-        except Exception as exc:
-            reason = f"OpenVINO could not compile the IR ({type(exc).__name__}: {exc})"
-            log.warning("serving runtime: %s", reason)
-        else:
-            runtime.reason = f"IR matches the artifact; fp32, {runtime.num_threads} threads"
-            log.info(
-                "serving runtime: openvino (%s, %.2f s)",
-                runtime.reason,
-                time.perf_counter() - started,
-            )
-            return runtime
+        meta, reason = _read_export_meta(model_dir)
+        if meta is not None:
+            reason = _stale_reason(meta, identity)
+    if reason is None and meta is not None:
+        chosen = _openvino_runtime(ir_dir, meta, identity, started)
+        if not isinstance(chosen, str):
+            return chosen
+        reason = chosen
     fallback = TorchRuntime(build_torch_model(), reason=reason)
     log.info("serving runtime: pytorch (fallback: %s)", reason)
     return fallback

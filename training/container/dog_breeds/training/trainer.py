@@ -35,7 +35,7 @@ from dog_breeds.artifact import store
 from dog_breeds.data import folders
 from dog_breeds.model import network
 from dog_breeds.serving import runtimes
-from dog_breeds.training import debugger, metrics
+from dog_breeds.training import debugger, metrics, quantize
 from dog_breeds.training.checkpoints import (
     SAGEMAKER_CHECKPOINT_DIR,
     Checkpoints,
@@ -121,6 +121,20 @@ def get_args_parser() -> argparse.ArgumentParser:
         type=str2bool,
         default=True,
         help="also export the CPU-optimised serving form (runtimes.export_cpu_form)",
+    )
+    p.add_argument(
+        "--int8",
+        type=str2bool,
+        default=True,
+        help="with --cpu_form, also ship an NNCF int8 form when it passes the accuracy guard",
+    )
+    p.add_argument(
+        "--int8_max_drop",
+        "--int8-max-drop",
+        dest="int8_max_drop",
+        type=float,
+        default=quantize.DEFAULT_MAX_DROP_POINTS,
+        help="largest validation top-1 loss (percentage points) int8 may cost vs fp32",
     )
     p.add_argument(
         "--smdebug-dir",
@@ -465,6 +479,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = learner.model.cpu().eval()
     config = save_artifact(args, model, data.classes, state.best_epoch, test)
     cpu_form = runtimes.export_cpu_form(model, Path(args.model_dir)) if args.cpu_form else None
+    if cpu_form and args.int8:
+        quantize.export_int8_form(Path(args.model_dir), data, args.int8_max_drop)
+    elif cpu_form:
+        quantize.disabled(Path(args.model_dir), "disabled (--int8 false)")
 
     summary = summarize(
         args,
