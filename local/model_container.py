@@ -70,6 +70,8 @@ class ToolkitContainer:
 
     def _start(self) -> None:
         read_fd, write_fd = os.pipe()
+        # Not a with-block: the file is either opened here or absent; it is closed below, once the
+        # worker holds its own descriptor.
         log = open(self._log_path, "ab") if self._log_path else None  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(

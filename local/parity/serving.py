@@ -285,7 +285,10 @@ def run_contract(server: ModelServer, checks: Checks, num_classes: int) -> dict[
     """Every accepted content type, top_k, the bad-input matrix, a 6 MiB body, concurrency."""
     cases = test_cases()
     good = jpeg()
-    alive = lambda: server.invoke(good).status == 200  # noqa: E731
+
+    def alive() -> bool:
+        return server.invoke(good).status == 200
+
     full = min(5, num_classes)
     first = server.invoke(good)
     checks.expect("first invocation", *predictions_ok(first, full))

@@ -16,6 +16,7 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from boto3.dynamodb.conditions import Key
 
+from classify_ops.messages import reprocess_message
 from local.sagemaker_runtime import ContainerResponse
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
@@ -26,19 +27,8 @@ def item_for(table: Any, bucket: str, key: str) -> dict[str, Any] | None:
 
 
 def reprocess_body(item: dict[str, Any], run_id: str = "rp-test") -> dict[str, Any]:
-    """The request ``classify_ops reprocess`` sends for one item (the contract's shape)."""
-    return {
-        "reprocess": {
-            "run_id": run_id,
-            "bucket": item["bucket"],
-            "key": item["key"],
-            "version_id": item.get("version_id"),
-            "sequencer": item["sequencer"],
-            "etag": item["etag"],
-            "size": int(item["size"]),
-            "event_time": item["event_time"],
-        }
-    }
+    """The request ``classify_ops reprocess`` sends for one item (its own builder)."""
+    return reprocess_message(item, run_id)
 
 
 def test_one_failing_message_is_reported_alone_and_its_neighbours_are_done(
