@@ -28,6 +28,8 @@ from local.sagemaker_runtime import ContainerResponse
 
 WORKER = Path(__file__).resolve().parent / "model_worker.py"
 PROGRAM = ENTRY_POINT
+# runtimes.MODEL_SERVER_WORKERS_ENV (not imported: that module imports torch).
+MODEL_SERVER_WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"
 # A model load on a loaded machine (OpenVINO compile, torch import) can take a while.
 START_TIMEOUT_S = 300.0
 
@@ -66,6 +68,8 @@ class ToolkitContainer:
     def _environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env.update(PYTHONPATH=str(self.code_dir), SAGEMAKER_PROGRAM=PROGRAM, PYTHONUNBUFFERED="1")
+        # This endpoint is one worker process: it gets every core (runtimes.threads_per_worker).
+        env[MODEL_SERVER_WORKERS_ENV] = "1"
         return env
 
     def _start(self) -> None:

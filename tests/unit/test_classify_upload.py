@@ -359,12 +359,18 @@ def test_an_oversized_non_image_is_a_permanent_failure():
 def test_settings_come_from_the_environment_with_defaults():
     required = {"TABLE_NAME": "t", "ENDPOINT_NAME": "e", "UPLOAD_BUCKET": "b"}
     settings = Settings.from_env(required)
-    assert settings == Settings("t", "e", "b", "uploads/", 3, 25 * 1024 * 1024, 0.5)
+    assert settings == Settings("t", "e", "b", "uploads/", 3, 25 * 1024 * 1024, 0.5, 6_291_456)
     assert Settings.from_env({**required, "TOP_K": "5"}).top_k == 5
     tuned = Settings.from_env(
-        {**required, "MAX_OBJECT_BYTES": "1000", "LOW_CONFIDENCE_THRESHOLD": "0.25"}
+        {
+            **required,
+            "MAX_OBJECT_BYTES": "1000",
+            "LOW_CONFIDENCE_THRESHOLD": "0.25",
+            "MAX_REQUEST_BYTES": "4000000",
+        }
     )
     assert (tuned.max_object_bytes, tuned.low_confidence_threshold) == (1000, 0.25)
+    assert tuned.max_request_bytes == 4_000_000
 
 
 def test_the_upload_bucket_is_required_so_no_bucket_goes_unchecked():

@@ -32,6 +32,12 @@ ENDPOINT_NAME_PATTERN = re.compile(r"^[a-z0-9](-*[a-z0-9]){0,62}$")
 SERVERLESS_MEMORY_MB = tuple(range(1024, 6144 + 1, 1024))
 SERVERLESS_MAX_CONCURRENCY = (1, 200)
 DEFAULT_SERVERLESS_MAX_CONCURRENCY = 2  # the upload queue's smallest MaximumConcurrency
+# TorchServe's worker processes, each with its own copy of the model (about 1 GB resident) and
+# runtimes.threads_per_worker() threads. Unset, TorchServe starts one per vCPU (2 on an
+# ml.t2.medium, the measured best for two requests at once: see the README's performance
+# section). A serverless endpoint gets 1 unless told: its smallest memory size holds one copy.
+MODEL_SERVER_WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"
+DEFAULT_SERVERLESS_WORKERS = 1
 
 
 @dataclass(frozen=True)
@@ -102,9 +108,11 @@ def deploy(
     framework_version: str = INFERENCE_FRAMEWORK_VERSION,
     py_version: str = INFERENCE_PY_VERSION,
     serverless: ServerlessCapacity | None = None,
+    model_server_workers: int | None = None,
 ) -> str:
     """Model (artifact repacked with code/), endpoint config (one ``instance_type`` instance, or
-    ``serverless`` capacity instead), endpoint."""
+    ``serverless`` capacity instead), endpoint. ``model_server_workers``: TorchServe's worker
+    count (None: its default, one per vCPU; serverless: DEFAULT_SERVERLESS_WORKERS)."""
     from sagemaker.deserializers import JSONDeserializer
     from sagemaker.pytorch import PyTorchModel
     from sagemaker.serializers import IdentitySerializer
@@ -115,6 +123,13 @@ def deploy(
             f"--endpoint-name {endpoint_name!r}: use lower-case letters, digits and hyphens "
             "(at most 63), as the SAM template's EndpointName parameter requires"
         )
+    if model_server_workers is None and serverless is not None:
+        model_server_workers = DEFAULT_SERVERLESS_WORKERS
+    if model_server_workers is not None and model_server_workers < 1:
+        raise LaunchError(f"--model-server-workers {model_server_workers}: use 1 or more")
+    container_env = {}
+    if model_server_workers is not None:
+        container_env[MODEL_SERVER_WORKERS_ENV] = str(model_server_workers)
     code_dir = stage_code_dir(staging_dir)
     model_name = name_from_base(endpoint_name)
     model = PyTorchModel(
@@ -128,6 +143,7 @@ def deploy(
         # The SDK repacks model.tar.gz with code/ (our staged dir) and uploads it here.
         code_location=s3_uri(aws.bucket, prefix, "deploy"),
         sagemaker_session=aws.sagemaker_session,
+        env=container_env,
     )
     if serverless is None:
         capacity = {"initial_instance_count": 1, "instance_type": instance_type}
@@ -145,6 +161,8 @@ def deploy(
     verb = "would create " if aws.dry_run else ""
     print(f"{verb}model: {model_name}")
     print(f"{verb}endpoint: {endpoint_name} ({described})")
+    workers = container_env.get(MODEL_SERVER_WORKERS_ENV, "TorchServe's default, one per vCPU")
+    print(f"  model server workers: {workers}")
     if wait and not aws.dry_run:
         status = aws.client("sagemaker").describe_endpoint(EndpointName=endpoint_name)
         print(f"  status: {status['EndpointStatus']}")

@@ -190,7 +190,7 @@ def classify_object(
     trace = _Trace()
     try:
         body = _read_body(clients.s3, obj, settings.max_object_bytes, trace)
-        request = _fit(body, trace)
+        request = _fit(body, settings.max_request_bytes, trace)
         prediction = _predict(clients.sagemaker_runtime, settings, request, policy, sleep, trace)
         item = predicted_item(
             obj,
@@ -225,9 +225,9 @@ def _read_body(s3: Any, obj: UploadedObject, max_bytes: int, trace: _Trace) -> b
     return body
 
 
-def _fit(body: bytes, trace: _Trace) -> RequestBody:
+def _fit(body: bytes, limit: int, trace: _Trace) -> RequestBody:
     start = time.perf_counter()
-    request = fit_request(body)
+    request = fit_request(body, limit)
     # Only a downscale is worth a timing: passing the bytes through unchanged costs nothing.
     if request.downscaled:
         trace.downscaled = True

@@ -15,7 +15,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from classify_upload.errors import PermanentFailure
 
-# InvokeEndpoint rejects larger request bodies (ValidationError).
+# A real-time endpoint's InvokeEndpoint rejects larger request bodies (ValidationError); the
+# function passes its own limit (settings.max_request_bytes: 4 MB for a serverless endpoint).
 MAX_REQUEST_BYTES = 6_291_456
 JPEG_QUALITY = 90
 MAX_DOWNSCALE_ROUNDS = 12

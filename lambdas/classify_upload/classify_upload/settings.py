@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 
 DEFAULT_MAX_OBJECT_BYTES = 25 * 1024 * 1024
+# A real-time endpoint takes up to 6 MiB a request; a serverless one 4 MB (MaxRequestBytes).
+DEFAULT_MAX_REQUEST_BYTES = 6_291_456
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,7 @@ class Settings:
     top_k: int = 3
     max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES
     low_confidence_threshold: float = 0.5
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -32,4 +35,5 @@ class Settings:
             top_k=int(env.get("TOP_K", "3")),
             max_object_bytes=int(env.get("MAX_OBJECT_BYTES", str(DEFAULT_MAX_OBJECT_BYTES))),
             low_confidence_threshold=float(env.get("LOW_CONFIDENCE_THRESHOLD", "0.5")),
+            max_request_bytes=int(env.get("MAX_REQUEST_BYTES", str(DEFAULT_MAX_REQUEST_BYTES))),
         )

@@ -10,6 +10,7 @@ import io
 import json
 import re
 import time
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -387,6 +388,28 @@ def test_an_image_over_the_request_limit_is_downscaled_upright(
     assert item["status"] == "PREDICTED" and item["downscaled"] is True
     assert item["size"] == len(body)
     assert "downscale" in item["timings_ms"]
+
+
+def test_a_serverless_request_limit_downscales_what_a_real_time_endpoint_would_take(
+    upload, invoke, table, stack, container, unique_prefix, app_module, monkeypatch
+):
+    # MaxRequestBytes=4000000 (a serverless endpoint's 4 MB): a 4-6 MiB photo must shrink.
+    limit = 4_000_000
+    serverless = replace(app_module.SETTINGS, max_request_bytes=limit)
+    monkeypatch.setattr(app_module, "SETTINGS", serverless)
+    pixels = np.random.default_rng(1).integers(0, 256, (1800, 2400, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG", quality=95)
+    body = out.getvalue()
+    assert limit < len(body) <= MAX_REQUEST_BYTES
+    key = f"{unique_prefix}mid.jpg"
+
+    invoke({"Records": [upload(key, body)]})
+
+    (call,) = container.calls
+    assert len(call.body) <= limit
+    item = item_for(table, stack.bucket_name, key)
+    assert item["status"] == "PREDICTED" and item["downscaled"] is True
 
 
 def test_each_uploaded_object_ends_as_exactly_one_item(upload, invoke, table, unique_prefix, jpeg):

@@ -94,6 +94,8 @@ def test_train_deploy_teardown_on_ml_t2_medium(run_launch, tmp_path):
     container = model["PrimaryContainer"]
     assert "pytorch-inference:2.6.0-cpu-py312" in container["Image"]
     assert container["Environment"]["SAGEMAKER_PROGRAM"] == "endpoint_inference.py"
+    # No worker count: TorchServe starts one per vCPU, as runtimes.threads_per_worker assumes.
+    assert "SAGEMAKER_MODEL_SERVER_WORKERS" not in container["Environment"]
     assert model["ExecutionRoleArn"] == ROLE
 
     # The SDK repacked the artifact with our staged code/: the entry point, what it imports,
@@ -318,6 +320,27 @@ def test_deploy_serverless_dry_run_prints_the_serverless_config(run_launch):
     (variant,) = dict(run.dry_run_requests())["CreateEndpointConfig"]["ProductionVariants"]
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 6144, "MaxConcurrency": 2}
     assert "InstanceType" not in variant
+    # One model copy per serverless container unless asked (1024 MB holds only one).
+    environment = dict(run.dry_run_requests())["CreateModel"]["PrimaryContainer"]["Environment"]
+    assert environment["SAGEMAKER_MODEL_SERVER_WORKERS"] == "1"
+
+
+def test_deploy_passes_the_model_server_worker_count_to_the_container(run_launch):
+    model_data = _put_model("models/model.tar.gz")
+    run = run_launch(
+        "deploy", "--role", ROLE, "--model-data", model_data, "--model-server-workers", "1",
+        "--dry-run",
+    )  # fmt: skip
+    assert run.rc == 0, run.err
+    environment = dict(run.dry_run_requests())["CreateModel"]["PrimaryContainer"]["Environment"]
+    assert environment["SAGEMAKER_MODEL_SERVER_WORKERS"] == "1"
+    assert "model server workers: 1" in run.out
+
+    run = run_launch(
+        "deploy", "--role", ROLE, "--model-data", model_data, "--model-server-workers", "0",
+    )  # fmt: skip
+    assert run.rc == 2
+    assert run.err.strip().splitlines()[-1].endswith("--model-server-workers 0: use 1 or more")
 
 
 @pytest.mark.parametrize(

@@ -67,8 +67,10 @@ def test_openvino_takes_any_batch_size(exported_artifact):
         )
 
 
-def test_openvino_runs_in_fp32_on_every_available_core(exported_artifact, monkeypatch):
-    monkeypatch.delenv(runtimes.MODEL_SERVER_WORKERS_ENV, raising=False)
+def test_one_worker_runs_openvino_in_fp32_on_every_available_core_unpinned(
+    exported_artifact, monkeypatch
+):
+    monkeypatch.setenv(runtimes.MODEL_SERVER_WORKERS_ENV, "1")
     runtime = runtimes.select_runtime(exported_artifact, loader_for(exported_artifact))
     import openvino as ov
 
@@ -77,6 +79,8 @@ def test_openvino_runs_in_fp32_on_every_available_core(exported_artifact, monkey
     assert compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
     assert compiled.get_property("INFERENCE_NUM_THREADS") == runtimes.available_cpus()
     assert str(compiled.get_property("PERFORMANCE_HINT")).endswith("LATENCY")
+    # Pinned, every worker process would put its threads on the same first cores.
+    assert compiled.get_property("ENABLE_CPU_PINNING") is False
 
 
 def test_falls_back_to_pytorch_when_openvino_does_not_import(artifact_copy, monkeypatch, caplog):
@@ -180,7 +184,8 @@ def test_available_cpus_honours_a_cgroup_quota(monkeypatch, quota, expected):
     assert runtimes.available_cpus() == expected
 
 
-@pytest.mark.parametrize("workers, expected", [(None, 4), ("1", 4), ("2", 2), ("8", 1), ("x", 4)])
+# Unset (or unreadable): TorchServe's own default, one worker per CPU.
+@pytest.mark.parametrize("workers, expected", [(None, 1), ("1", 4), ("2", 2), ("8", 1), ("x", 1)])
 def test_threads_are_shared_among_model_server_workers(monkeypatch, workers, expected):
     monkeypatch.setattr(runtimes, "available_cpus", lambda: 4)
     if workers is None:

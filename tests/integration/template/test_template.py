@@ -130,6 +130,7 @@ def test_function_environment_is_exactly_what_the_handler_reads(deployed):
         "UPLOAD_PREFIX": "incoming/photos/",
         "TOP_K": "5",
         "MAX_OBJECT_BYTES": "26214400",
+        "MAX_REQUEST_BYTES": "6291456",
         "LOW_CONFIDENCE_THRESHOLD": "0.5",
         "LOG_LEVEL": "DEBUG",
         "POWERTOOLS_SERVICE_NAME": "classify_upload",

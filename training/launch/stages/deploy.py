@@ -41,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="serverless: most invocations at once (1 to 200, default "
         f"{endpoint.DEFAULT_SERVERLESS_MAX_CONCURRENCY})",
     )
+    parser.add_argument(
+        "--model-server-workers",
+        type=int,
+        help="TorchServe worker processes, each a copy of the model (default: one per vCPU, "
+        f"2 on an ml.t2.medium; serverless: {endpoint.DEFAULT_SERVERLESS_WORKERS})",
+    )
     parser.add_argument("--framework-version", default=None, help="PyTorch inference image (2.6.0)")
     parser.add_argument("--py-version", default=None, help="Python of the image (py312)")
     flags.add_wait_flag(parser, "the endpoint is InService")
@@ -49,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check(args: argparse.Namespace) -> None:
     resolve_role(args.role)
     serverless_capacity(args)
+    if args.model_server_workers is not None and args.model_server_workers < 1:
+        raise LaunchError(f"--model-server-workers {args.model_server_workers}: use 1 or more")
 
 
 def serverless_capacity(args: argparse.Namespace) -> endpoint.ServerlessCapacity | None:
@@ -77,6 +85,7 @@ def run(args: argparse.Namespace, aws: Aws) -> None:
             framework_version=args.framework_version or endpoint.INFERENCE_FRAMEWORK_VERSION,
             py_version=args.py_version or endpoint.INFERENCE_PY_VERSION,
             serverless=serverless_capacity(args),
+            model_server_workers=args.model_server_workers,
         )
 
 

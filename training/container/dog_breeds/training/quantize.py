@@ -178,9 +178,11 @@ def _quantize_and_guard(
     ov.save_model(int8_model, xml, compress_to_fp16=False)
 
     valid = data.valid.samples
-    fp32_runtime = runtimes.OpenVINORuntime(ir_dir / runtimes.IR_XML, size)
+    # The guard is the only work in the training process: every core, whatever the workers.
+    threads = runtimes.available_cpus()
+    fp32_runtime = runtimes.OpenVINORuntime(ir_dir / runtimes.IR_XML, size, threads)
     fp32 = top1_accuracy(fp32_runtime, valid, size, mean, std)
-    int8_runtime = runtimes.OpenVINORuntime(xml, size, precision="int8")
+    int8_runtime = runtimes.OpenVINORuntime(xml, size, threads, precision="int8")
     int8 = top1_accuracy(int8_runtime, valid, size, mean, std)
     ships, drop, reason = guard_verdict(fp32, int8, max_drop_points)
     if not ships:
