@@ -11,13 +11,20 @@
 The two alternate image by image (eager in this process, then the same image in the child), so
 a busy machine slows both alike; each side times only its own work.
 
-(c) int8: the served IR quantized with NNCF (calibrated on the images the fit trained on) against
-    the fp32 IR, model only, in a child: latency, top-1 agreement, accuracy drop on labelled
-    held-out images.
+(c) int8: the artifact is quantized at build time by training's own export step
+    (quantize.export_int8_form: NNCF, calibrated on the fit's training images, guarded on
+    held-out ones), so the served path serves int8 as a trained model's would. Model only, in a
+    child: the fp32 IR against the int8 IR: latency, top-1 agreement, accuracy drop on the
+    labelled benchmark images.
 (d) concurrency: images per second through the served path with 1 and 2 requests in flight, as
     the container runs them: TorchServe under the toolkit's defaults starts one worker process
-    per vCPU (2 on an ml.t2.medium), each a child here with runtimes.threads_per_worker() OpenVINO
-    threads; also with SAGEMAKER_MODEL_SERVER_WORKERS=2 set (one thread each).
+    per vCPU (2 on an ml.t2.medium), each a child here with runtimes.threads_per_worker() (then 1)
+    OpenVINO threads; for int8 (what ships) and fp32 (DOG_BREEDS_FORCE_FP32=1), and for
+    comparison with 2 threads a worker. Each worker reports its CPU time, so the CPU time per
+    image, and from it what an ml.t2.medium sustains at its baseline, is measured, not derived
+    from latency.
+
+The side-by-side (a)/(b) is one worker with every core (SAGEMAKER_MODEL_SERVER_WORKERS=1), fp32.
 
 --isa caps oneDNN (ONEDNN_MAX_CPU_ISA) in the children's environment only: (b), (c) and (d) run
 capped, the eager side (a) runs in this process and is not. ``conv_kernels`` lists the primitive
@@ -56,7 +63,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Bump when the recipe below changes, so a cached artifact from an older recipe is rebuilt.
 RECIPE = {
-    "version": 4,
+    "version": 5,
     "classes": 16,
     "image_size": 224,
     "hidden_size": 256,
@@ -66,6 +73,7 @@ RECIPE = {
     "head_steps": 300,
     "head_lr": 1e-3,
     "seed": 0,
+    "int8_max_drop_points": 0.5,  # training's default guard
 }
 WARMUP = 5
 # render_photos seeds: the fit's (and int8 calibration's) images, the fit's held-out check.
@@ -74,6 +82,9 @@ TRAIN_SEED, HELDOUT_SEED = 22, 23
 ISA_CAPS = {"native": None, "avx2": "AVX2", "avx": "AVX"}
 ISA_ENV = "ONEDNN_MAX_CPU_ISA"
 WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"  # runtimes.MODEL_SERVER_WORKERS_ENV
+FORCE_FP32_ENV = "DOG_BREEDS_FORCE_FP32"  # runtimes.FORCE_FP32_ENV
+# An ml.t2.medium: 2 vCPUs, each with a baseline of 20 % once its CPU credits are spent.
+T2_MEDIUM_VCPUS, T2_MEDIUM_BASELINE = 2, 0.20
 ISA_NOTES = [
     "the cap is set in the serving/int8/concurrency children only; the eager PyTorch side runs in "
     "the parent, uncapped (PyTorch would need ATEN_CPU_CAPABILITY and MKL_ENABLE_INSTRUCTIONS too)",
@@ -244,10 +255,35 @@ def ensure_artifact(work: Path, rebuild: bool) -> Path:
         model_name="bench-resnet50",
     )  # fmt: skip
     exported = runtimes.export_cpu_form(model, model_dir)
+    int8 = export_int8(model_dir, work / "dataset", classes)
+    fit["int8"] = {k: v for k, v in int8.__dict__.items() if v is not None}
     fit["seconds"] = round(time.perf_counter() - started, 1)
     print(f"artifact: {fit}; CPU form: {exported}", file=sys.stderr)
     recipe_file.write_text(json.dumps({"recipe": wanted, "fit": fit}) + "\n")
     return model_dir
+
+
+def export_int8(model_dir: Path, data_dir: Path, classes: list[str]):
+    """training's own int8 export (NNCF, guard, export.json record) on a folder-layout copy of the
+    fit's images: train/ = its training images (calibration), valid/ = its held-out ones (the
+    guard), test/ the same (load_splits wants one)."""
+    from dog_breeds.data import folders, synthetic
+    from dog_breeds.training import quantize
+
+    shutil.rmtree(data_dir, ignore_errors=True)
+    names = synthetic.folder_names(RECIPE["classes"])
+    count = RECIPE["classes"] * RECIPE["heldout_per_class"]
+    heldout = render_photos(count, len(names), HELDOUT_SEED)
+    for split, photos in (("train", train_photos(RECIPE)), ("valid", heldout), ("test", heldout)):
+        for i, (label, image) in enumerate(photos):
+            folder = data_dir / split / names[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            image.save(folder / f"{i:04d}.jpg", quality=90)
+    splits = folders.load_splits(data_dir, RECIPE["image_size"])
+    assert [n.split(".", 1)[1] for n in names] == classes == splits.classes
+    return quantize.export_int8_form(
+        model_dir, splits, max_drop_points=RECIPE["int8_max_drop_points"]
+    )
 
 
 def ensure_images(work: Path, count: int, classes: int) -> list[Path]:
@@ -338,6 +374,9 @@ def child_serve(model_dir: Path, image_dir: Path, count: int) -> None:
     for line in sys.stdin:
         if line.strip() == "done":
             break
+        if line.strip() == "cpu":  # this process's CPU seconds so far, all its threads
+            print(json.dumps({"cpu_s": time.process_time()}), flush=True)
+            continue
         print(json.dumps(serve(blobs[int(line)])), flush=True)
     rss = peak_rss_mib()
     print(json.dumps({"peak_rss_mib": rss}), flush=True)
@@ -389,6 +428,11 @@ class ServedPath:
         self.proc.stdin.write(f"{index}\n")
         self.proc.stdin.flush()
         return self._read()
+
+    def cpu_s(self) -> float:
+        self.proc.stdin.write("cpu\n")
+        self.proc.stdin.flush()
+        return self._read()["cpu_s"]
 
     def close(self) -> dict:
         self.proc.stdin.write("done\n")
@@ -447,7 +491,9 @@ def child_int8(model_dir: Path, image_dir: Path, count: int) -> None:
     size = config["image_size"]
     core = ov.Core()
     fp32_model = core.read_model(model_dir / runtimes.OPENVINO_DIR / runtimes.IR_XML)
-    int8_xml = model_dir / INT8_DIR / runtimes.IR_XML
+    shipped_xml = model_dir / runtimes.OPENVINO_DIR / runtimes.INT8_IR_XML
+    # The int8 IR that shipped; if the guard refused it, this benchmark's own (cached) one.
+    int8_xml = shipped_xml if shipped_xml.is_file() else model_dir / INT8_DIR / runtimes.IR_XML
     quantize_s = None
     if not int8_xml.is_file():
         import nncf
@@ -465,11 +511,12 @@ def child_int8(model_dir: Path, image_dir: Path, count: int) -> None:
         ov.save_model(int8_model, tmp / runtimes.IR_XML, compress_to_fp16=False)
         tmp.rename(int8_xml.parent)
 
-    threads = runtimes.threads_per_worker()
+    threads = runtimes.available_cpus()  # one worker's view: every core, as the side-by-side
     settings = {
         ov.properties.hint.performance_mode: ov.properties.hint.PerformanceMode.LATENCY,
         ov.properties.hint.inference_precision: ov.Type.f32,
         ov.properties.inference_num_threads: threads,
+        ov.properties.hint.enable_cpu_pinning: False,
     }
     compiled = {
         "fp32": core.compile_model(fp32_model, "CPU", settings),
@@ -502,6 +549,7 @@ def child_int8(model_dir: Path, image_dir: Path, count: int) -> None:
         "int8_top1_agreement": float(np.mean(np.asarray(top1["fp32"]) == np.asarray(top1["int8"]))),
         "fp32_accuracy": accuracy["fp32"],
         "int8_accuracy": accuracy["int8"],
+        "int8_ir": "shipped" if int8_xml == shipped_xml else "bench's own (guard refused)",
         "int8_calibration_images": len(train_photos(RECIPE)),
         "int8_quantize_s": quantize_s,  # None: the cached int8 IR was used
         "int8_threads": threads,
@@ -535,25 +583,29 @@ def run_int8(model_dir: Path, paths: list[Path], env: dict[str, str]) -> dict:
 CONCURRENCY_WORKERS = 2  # TorchServe's default: one worker per vCPU (ml.t2.medium: 2)
 
 
+def t2_medium_baseline_images_per_hour(cpu_ms_per_image: float) -> int:
+    """Images an hour an ml.t2.medium sustains once its CPU credits are spent: 2 vCPUs at 20 %
+    each is 1,440 CPU-seconds an hour, divided by the CPU time one image costs."""
+    return int(3600 * T2_MEDIUM_VCPUS * T2_MEDIUM_BASELINE / (cpu_ms_per_image / 1000))
+
+
 def run_concurrency(model_dir: Path, paths: list[Path], env: dict[str, str]) -> dict:
     """Images per second through the served path with 1 and 2 requests in flight, across
     CONCURRENCY_WORKERS fresh serving processes started with ``env`` (as TorchServe's workers
-    are), and the peak resident memory of each and of all."""
+    are); the CPU time per image (all the workers' CPU seconds over a phase, spinning threads
+    included); the peak resident memory of each worker and of all."""
     workers = [ServedPath(model_dir, paths[0].parent, len(paths), env)]
     workers.append(ServedPath(model_dir, paths[0].parent, len(paths), env))
 
-    def one_in_flight() -> float:
-        started = time.perf_counter()
+    def one_in_flight() -> None:
         for index in range(len(paths)):
             workers[index % len(workers)](index)  # TorchServe hands it to an idle worker
-        return len(paths) / (time.perf_counter() - started)
 
-    def two_in_flight() -> float:
+    def two_in_flight() -> None:
         def drive(worker: ServedPath, indices: range) -> None:
             for index in indices:
                 worker(index)
 
-        started = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
             jobs = [
                 pool.submit(drive, w, range(i, len(paths), len(workers)))
@@ -561,20 +613,47 @@ def run_concurrency(model_dir: Path, paths: list[Path], env: dict[str, str]) -> 
             ]
             for job in jobs:
                 job.result()
-        return len(paths) / (time.perf_counter() - started)
+
+    def phase(run) -> tuple[float, float]:
+        """(images per second, CPU ms per image)"""
+        cpu_before = sum(w.cpu_s() for w in workers)
+        started = time.perf_counter()
+        run()
+        seconds = time.perf_counter() - started
+        cpu = sum(w.cpu_s() for w in workers) - cpu_before
+        return len(paths) / seconds, cpu * 1000 / len(paths)
 
     try:
-        c1, c2 = one_in_flight(), two_in_flight()
+        runtime = workers[0](0)["response"].get("model", {}).get("runtime")
+        (c1, cpu1), (c2, cpu2) = phase(one_in_flight), phase(two_in_flight)
     finally:
         peaks = [w.close()["peak_rss_mib"] for w in workers]
     return {
+        "runtime": runtime,
         "images_per_s_c1": round(c1, 2),
         "images_per_s_c2": round(c2, 2),
+        "cpu_ms_per_image_c1": round(cpu1, 1),
+        "cpu_ms_per_image_c2": round(cpu2, 1),
         "workers": len(workers),
         "threads_per_worker": workers[0].ready["threads"],
         "peak_rss_mib_per_worker": round(max(peaks), 1),
         "peak_rss_mib_all_workers": round(sum(peaks), 1),
     }
+
+
+def concurrency_configs(isa: str) -> dict[str, dict[str, str]]:
+    """Name -> the serving children's environment. "deployed": the worker count the launcher
+    leaves to TorchServe (one per vCPU, one thread each); "2 threads a worker": the same two
+    processes told they are alone (SAGEMAKER_MODEL_SERVER_WORKERS=1), for comparison."""
+    configs = {}
+    for runtime, force in (("int8", None), ("fp32", "1")):
+        configs[f"deployed, {runtime}"] = child_env(
+            isa, **{WORKERS_ENV: None, FORCE_FP32_ENV: force}
+        )
+        configs[f"2 threads a worker, {runtime}"] = child_env(
+            isa, **{WORKERS_ENV: "1", FORCE_FP32_ENV: force}
+        )
+    return configs
 
 
 # ---------------------------------------------------------------------------- pre/post costs
@@ -657,8 +736,8 @@ def main(argv: list[str] | None = None) -> dict:
     paths = ensure_images(work, args.images, RECIPE["classes"])
     blobs = [p.read_bytes() for p in paths]
     load_before = os.getloadavg()[0]
-    # The container as deployed: SAGEMAKER_MODEL_SERVER_WORKERS unset.
-    env = child_env(args.isa, **{WORKERS_ENV: None})
+    # One worker with every core, fp32: the side-by-side and the model-only int8 comparison.
+    env = child_env(args.isa, **{WORKERS_ENV: "1", FORCE_FP32_ENV: "1"})
 
     eager, served = run_side_by_side(model_dir, paths, env)
     costs = preprocessing_costs(model_dir, blobs)
@@ -668,11 +747,12 @@ def main(argv: list[str] | None = None) -> dict:
     served_top1 = [r["predictions"][0]["index"] for r in served["responses"]]
     int8 = run_int8(model_dir, paths, env)
     concurrency = {
-        "default": run_concurrency(model_dir, paths, env),
-        f"{WORKERS_ENV}=2": run_concurrency(
-            model_dir, paths, child_env(args.isa, **{WORKERS_ENV: str(CONCURRENCY_WORKERS)})
-        ),
+        name: run_concurrency(model_dir, paths, config_env)
+        for name, config_env in concurrency_configs(args.isa).items()
     }
+    deployed = {r: concurrency[f"deployed, {r}"] for r in ("int8", "fp32")}
+    shipped = deployed["int8"]  # serves fp32 when the guard refused int8: its runtime says
+    guard = json.loads((model_dir / "bench_recipe.json").read_text())["fit"].get("int8", {})
 
     eager_p50 = percentile(eager["latencies_ms"], 50)
     served_p50 = percentile(served["latencies_ms"], 50)
@@ -711,14 +791,32 @@ def main(argv: list[str] | None = None) -> dict:
         "bench_model_accuracy": round(float(np.mean(np.asarray(served_top1) == labels)), 4),
         "bench_model_classes": RECIPE["classes"],
         **int8,
-        "images_per_s_c1": concurrency["default"]["images_per_s_c1"],
-        "images_per_s_c2": concurrency["default"]["images_per_s_c2"],
+        "int8_shipped": guard.get("shipped"),
+        "int8_guard": guard.get("reason"),
+        "served_runtime_deployed": shipped["runtime"],
+        "images_per_s_c1": shipped["images_per_s_c1"],
+        "images_per_s_c2": shipped["images_per_s_c2"],
+        "images_per_s_c1_fp32": deployed["fp32"]["images_per_s_c1"],
+        "images_per_s_c2_fp32": deployed["fp32"]["images_per_s_c2"],
+        "peak_rss_mib_all_workers": shipped["peak_rss_mib_all_workers"],
+        "peak_rss_mib_all_workers_fp32": deployed["fp32"]["peak_rss_mib_all_workers"],
+        "cpu_ms_per_image": shipped["cpu_ms_per_image_c2"],
+        "cpu_ms_per_image_fp32": deployed["fp32"]["cpu_ms_per_image_c2"],
+        "t2_medium_baseline_images_per_hour": t2_medium_baseline_images_per_hour(
+            shipped["cpu_ms_per_image_c2"]
+        ),
+        "t2_medium_baseline_images_per_hour_fp32": t2_medium_baseline_images_per_hour(
+            deployed["fp32"]["cpu_ms_per_image_c2"]
+        ),
         "concurrency": {
             "how": (
                 f"{CONCURRENCY_WORKERS} serving processes (TorchServe's default under the "
-                "toolkit: one worker per vCPU, each serving one request at a time), each with "
-                "runtimes.threads_per_worker() OpenVINO threads; c1: one request at a time, c2: "
-                "two at once, one per worker; peaks cover c1 and c2 (the same processes)"
+                "toolkit: one worker per vCPU, each serving one request at a time); deployed: "
+                "runtimes.threads_per_worker() OpenVINO threads each (1 on 2 vCPUs); c1: one "
+                "request at a time, c2: two at once, one per worker; cpu_ms_per_image: all the "
+                "workers' CPU seconds over the phase per image; peaks cover c1 and c2 (the same "
+                "processes); t2_medium_baseline_images_per_hour: 2 vCPUs x 20 % x 3600 s over "
+                "cpu_ms_per_image at c2, on this machine's CPU"
             ),
             **concurrency,
         },
@@ -756,8 +854,13 @@ def print_table(s: dict) -> None:
     else:
         print(f"int8: {s.get('int8_error')}")
     print(
-        f"isa {s['isa']['requested']}: conv kernels {s['conv_kernels']}; images/s with 1 and 2 "
-        f"in flight {s['images_per_s_c1']} / {s['images_per_s_c2']}"
+        f"isa {s['isa']['requested']}: conv kernels {s['conv_kernels']}; deployed "
+        f"({s['served_runtime_deployed']}): images/s with 1 and 2 in flight "
+        f"{s['images_per_s_c1']} / {s['images_per_s_c2']} (fp32 {s['images_per_s_c1_fp32']} / "
+        f"{s['images_per_s_c2_fp32']}); CPU ms an image {s['cpu_ms_per_image']} (fp32 "
+        f"{s['cpu_ms_per_image_fp32']}); ml.t2.medium at baseline: "
+        f"{s['t2_medium_baseline_images_per_hour']} images/hour (fp32 "
+        f"{s['t2_medium_baseline_images_per_hour_fp32']})"
     )
     if not math.isclose(s["loadavg_1m_before"], 0.0, abs_tol=s["cpus"] * 0.5):
         print(f"note: load average {s['loadavg_1m_before']} before the run: timings are noisy")

@@ -66,3 +66,23 @@ def test_an_unknown_isa_is_refused(bench, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--isa", "sse4"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_t2_medium_baseline_is_1440_cpu_seconds_an_hour(bench):
+    # 2 vCPUs at 20 % for 3600 s: 1440 CPU-seconds; 100 ms an image is 14,400 images.
+    assert bench.t2_medium_baseline_images_per_hour(100.0) == 14_400
+    assert bench.t2_medium_baseline_images_per_hour(45.0) == 32_000
+
+
+def test_concurrency_runs_the_deployed_workers_and_forces_fp32_only_where_named(bench, monkeypatch):
+    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "3")
+    monkeypatch.setenv("DOG_BREEDS_FORCE_FP32", "1")
+    configs = bench.concurrency_configs("avx2")
+    assert set(configs) == {
+        "deployed, int8", "deployed, fp32", "2 threads a worker, int8", "2 threads a worker, fp32"
+    }  # fmt: skip
+    for name, env in configs.items():
+        assert env["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+        # Deployed: no worker count, so each worker takes TorchServe's default share.
+        assert env.get("SAGEMAKER_MODEL_SERVER_WORKERS") == (None if "deployed" in name else "1")
+        assert env.get("DOG_BREEDS_FORCE_FP32") == ("1" if name.endswith("fp32") else None)
