@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -310,34 +311,32 @@ def test_deploy_serverless_asks_for_memory_and_concurrency_and_no_instance(run_l
     assert sm.describe_endpoint(EndpointName="dogs-serverless")["EndpointStatus"] == "InService"
 
 
-def test_deploy_serverless_dry_run_prints_the_serverless_config(run_launch):
+def _dry_run_deploy(run_launch, *flags: str) -> tuple[Any, dict[str, Any]]:
+    """deploy --dry-run with ``flags``: the run and its printed requests by operation."""
     model_data = _put_model("models/model.tar.gz")
-    run = run_launch(
-        "deploy", "--role", ROLE, "--model-data", model_data, "--serverless-memory-mb", "6144",
-        "--dry-run",
-    )  # fmt: skip
+    run = run_launch("deploy", "--role", ROLE, "--model-data", model_data, *flags, "--dry-run")
     assert run.rc == 0, run.err
-    (variant,) = dict(run.dry_run_requests())["CreateEndpointConfig"]["ProductionVariants"]
+    return run, dict(run.dry_run_requests())
+
+
+def test_deploy_serverless_dry_run_prints_the_serverless_config(run_launch):
+    _, requests = _dry_run_deploy(run_launch, "--serverless-memory-mb", "6144")
+    (variant,) = requests["CreateEndpointConfig"]["ProductionVariants"]
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 6144, "MaxConcurrency": 2}
     assert "InstanceType" not in variant
     # One model copy per serverless container unless asked (1024 MB holds only one).
-    environment = dict(run.dry_run_requests())["CreateModel"]["PrimaryContainer"]["Environment"]
+    environment = requests["CreateModel"]["PrimaryContainer"]["Environment"]
     assert environment["SAGEMAKER_MODEL_SERVER_WORKERS"] == "1"
 
 
 def test_deploy_passes_the_model_server_worker_count_to_the_container(run_launch):
-    model_data = _put_model("models/model.tar.gz")
-    run = run_launch(
-        "deploy", "--role", ROLE, "--model-data", model_data, "--model-server-workers", "1",
-        "--dry-run",
-    )  # fmt: skip
-    assert run.rc == 0, run.err
-    environment = dict(run.dry_run_requests())["CreateModel"]["PrimaryContainer"]["Environment"]
+    run, requests = _dry_run_deploy(run_launch, "--model-server-workers", "1")
+    environment = requests["CreateModel"]["PrimaryContainer"]["Environment"]
     assert environment["SAGEMAKER_MODEL_SERVER_WORKERS"] == "1"
     assert "model server workers: 1" in run.out
 
     run = run_launch(
-        "deploy", "--role", ROLE, "--model-data", model_data, "--model-server-workers", "0",
+        "deploy", "--role", ROLE, "--model-data", "s3://b/m.tar.gz", "--model-server-workers", "0"
     )  # fmt: skip
     assert run.rc == 2
     assert run.err.strip().splitlines()[-1].endswith("--model-server-workers 0: use 1 or more")
