@@ -21,6 +21,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -57,6 +58,12 @@ SERVE = "from sagemaker_pytorch_serving_container import serving; serving.main()
 TS_NAMESPACE = "org.pytorch.serve.ModelServer"
 START_TIMEOUT_S = 600
 LATENCY_REQUESTS = 30
+MODEL_SERVER_WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"  # runtimes.MODEL_SERVER_WORKERS_ENV
+# A worker's model_fn logs its choice, e.g. "... W-9000-model_1.0-stdout MODEL_LOG - serving
+# runtime: openvino-int8 (int8 IR matches the artifact; ...; 1 threads, 0.87 s)".
+WORKER_RUNTIME_LINE = re.compile(
+    r"\b(W-\d+)-\S+ MODEL_LOG - serving runtime: (\S+) \([^\n]*?(\d+) threads, "
+)
 
 
 # ---------------------------------------------------------------------------- bodies
@@ -222,6 +229,12 @@ class ModelServer:
             time.sleep(1)
         raise RuntimeError(f"/ping did not answer 200 within {timeout:.0f} s")
 
+    def logs(self) -> str:
+        """Everything the server logged; complete only once it has stopped (TorchServe's log
+        files are written through buffers)."""
+        paths = [self.log_path, *sorted((self.cwd / "logs").glob("*.log"))]
+        return "\n".join(p.read_text(errors="replace") for p in paths if p.is_file())
+
     def log_tail(self, lines: int = 8) -> str:
         texts = [self.log_path.read_text(errors="replace")]
         model_log = self.cwd / "logs" / "model_log.log"
@@ -347,6 +360,29 @@ def run_contract(server: ModelServer, checks: Checks, num_classes: int) -> dict[
     }
 
 
+def worker_runtimes(model_log: str) -> dict[str, dict[str, Any]]:
+    """TorchServe worker id -> the runtime its model_fn chose and its OpenVINO threads (a
+    restarted worker's last load counts)."""
+    return {
+        worker: {"runtime": runtime, "threads": int(threads)}
+        for worker, runtime, threads in WORKER_RUNTIME_LINE.findall(model_log)
+    }
+
+
+def check_workers(
+    workers: dict[str, dict[str, Any]], container_env: dict[str, str], cpus: int, checks: Checks
+) -> None:
+    """TorchServe started the workers the model's environment asks for (unset: one per CPU),
+    and their threads together do not oversubscribe the cores."""
+    expected = int(container_env.get(MODEL_SERVER_WORKERS_ENV, cpus))
+    threads = sum(w["threads"] for w in workers.values())
+    checks.expect(
+        "model server workers and their threads",
+        len(workers) == expected and threads <= cpus,
+        f"{len(workers)} workers (expected {expected}), {threads} threads on {cpus} CPUs",
+    )
+
+
 # ---------------------------------------------------------------------------- the reproduction
 def reproduce(python: Path, workdir: Path, trained_tar: Path) -> dict[str, Any]:
     report: dict[str, Any] = {"ok": False, **envs.versions(python, SERVING_DISTRIBUTIONS)}
@@ -379,6 +415,11 @@ def reproduce(python: Path, workdir: Path, trained_tar: Path) -> dict[str, Any]:
         report["serving_peak_rss_mib"] = round(server.peak_rss / 2**20)
         if checks.problems:
             report["server_log_tail"] = server.log_tail()
+    # Read once the server has stopped and its logs are flushed.
+    report["workers"] = worker_runtimes(server.logs())
+    check_workers(
+        report["workers"], container.get("Environment", {}), len(os.sched_getaffinity(0)), checks
+    )
     report["openvino"] = envs.versions(python, ["openvino"])["openvino"]  # code/requirements.txt
     report["pip_check"] = envs.pip_check(python)
     report["checks_passed"] = checks.passed
