@@ -40,6 +40,18 @@ MODEL_SERVER_WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"
 DEFAULT_SERVERLESS_WORKERS = 1
 
 
+def model_server_env(workers: int | None, serverless: bool) -> dict[str, str]:
+    """The model's environment for ``workers`` TorchServe workers (None: TorchServe's default,
+    or DEFAULT_SERVERLESS_WORKERS on a serverless endpoint); refuses fewer than one."""
+    if workers is None and serverless:
+        workers = DEFAULT_SERVERLESS_WORKERS
+    if workers is None:
+        return {}
+    if workers < 1:
+        raise LaunchError(f"--model-server-workers {workers}: use 1 or more")
+    return {MODEL_SERVER_WORKERS_ENV: str(workers)}
+
+
 @dataclass(frozen=True)
 class ServerlessCapacity:
     """A serverless endpoint's memory and concurrency; refused on construction if SageMaker
@@ -123,13 +135,7 @@ def deploy(
             f"--endpoint-name {endpoint_name!r}: use lower-case letters, digits and hyphens "
             "(at most 63), as the SAM template's EndpointName parameter requires"
         )
-    if model_server_workers is None and serverless is not None:
-        model_server_workers = DEFAULT_SERVERLESS_WORKERS
-    if model_server_workers is not None and model_server_workers < 1:
-        raise LaunchError(f"--model-server-workers {model_server_workers}: use 1 or more")
-    container_env = {}
-    if model_server_workers is not None:
-        container_env[MODEL_SERVER_WORKERS_ENV] = str(model_server_workers)
+    container_env = model_server_env(model_server_workers, serverless is not None)
     code_dir = stage_code_dir(staging_dir)
     model_name = name_from_base(endpoint_name)
     model = PyTorchModel(

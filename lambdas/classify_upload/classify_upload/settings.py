@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-DEFAULT_MAX_OBJECT_BYTES = 25 * 1024 * 1024
 # A real-time endpoint takes up to 6 MiB a request; a serverless one 4 MB (MaxRequestBytes).
-DEFAULT_MAX_REQUEST_BYTES = 6_291_456
+from classify_upload.images import MAX_REQUEST_BYTES as DEFAULT_MAX_REQUEST_BYTES
+
+DEFAULT_MAX_OBJECT_BYTES = 25 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -54,9 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check(args: argparse.Namespace) -> None:
     resolve_role(args.role)
-    serverless_capacity(args)
-    if args.model_server_workers is not None and args.model_server_workers < 1:
-        raise LaunchError(f"--model-server-workers {args.model_server_workers}: use 1 or more")
+    endpoint.model_server_env(args.model_server_workers, serverless_capacity(args) is not None)
 
 
 def serverless_capacity(args: argparse.Namespace) -> endpoint.ServerlessCapacity | None:

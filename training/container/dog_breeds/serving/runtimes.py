@@ -207,8 +207,9 @@ def threads_per_worker() -> int:
     """The available CPUs shared among the model server's worker processes, each of which loads
     its own copy of the model: more threads than cores makes every request slower.
 
-    The worker count is ``SAGEMAKER_MODEL_SERVER_WORKERS`` where set (the deploy launcher sets
-    it); unset, TorchServe starts one worker per CPU, so each gets one thread.
+    The worker count is ``SAGEMAKER_MODEL_SERVER_WORKERS`` where set (``deploy
+    --model-server-workers``); unset, TorchServe starts one worker per CPU, so each gets one
+    thread.
     """
     cpus = available_cpus()
     try:
