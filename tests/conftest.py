@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,3 +51,19 @@ def tiny_training(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) 
 def trained_artifact(tiny_training: TrainingRun) -> Path:
     """A model dir as SM_MODEL_DIR holds it after training (model.pth, classes.json, ...)."""
     return tiny_training.model_dir
+
+
+def _free_gib(path: Path) -> float:
+    return shutil.disk_usage(path).free / 2**30
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Free disk where the tests write their temporary folders, and at the repo."""
+    tmp = Path(tempfile.gettempdir())
+    repo = config.rootpath
+    return f"disk free: {_free_gib(tmp):.1f} GiB under {tmp}, {_free_gib(repo):.1f} GiB at {repo}"
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    tmp = Path(tempfile.gettempdir())
+    terminalreporter.write_line(f"disk free at the end: {_free_gib(tmp):.1f} GiB under {tmp}")
