@@ -29,7 +29,7 @@ from typing import Any
 
 from local import tiny
 from local.signals import terminate_on_sigterm, wait_for_interrupt
-from local.stack import LocalStack
+from local.stack import ENDPOINT_LOG, LocalStack
 from local.uploads import (
     Upload,
     bad_uploads,
@@ -144,7 +144,7 @@ def start_stack(model_dir: Path, log_dir: Path, running: contextlib.ExitStack) -
     stack = running.enter_context(LocalStack(model_dir, log_dir=log_dir))
     assert stack.facts is not None
     say("  " + stack.describe().replace("\n", "\n  "))
-    say(f"  function logs: {log_dir}/sandbox-*.log")
+    say(f"  function logs: {log_dir}/sandbox-*.log; endpoint: {log_dir}/{ENDPOINT_LOG}")
     return stack
 
 

@@ -6,6 +6,10 @@ PyTorch inference toolkit's own ``HandlerService``, as TorchServe drives it in t
 repository: what the endpoint serves is what ``model.tar.gz`` ships, so a module the packaging
 forgot fails here as it would in the container. Requests are served one at a time, like one
 TorchServe worker; a worker that dies is answered 503 and started again, as TorchServe does.
+
+``WorkerPool`` is the endpoint as TorchServe runs it: several such workers of one model, a request
+going to an idle one. On an ``ml.t2.medium`` TorchServe starts one worker per vCPU, two
+(``ENDPOINT_WORKERS``), and each gives OpenVINO its share of the cores.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ import base64
 import contextlib
 import json
 import os
+import queue
 import select
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,8 @@ PROGRAM = ENTRY_POINT
 MODEL_SERVER_WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"
 # A model load on a loaded machine (OpenVINO compile, torch import) can take a while.
 START_TIMEOUT_S = 300.0
+# TorchServe's default on the endpoint's instance: one worker per vCPU of an ml.t2.medium.
+ENDPOINT_WORKERS = 2
 
 
 class WorkerFailed(RuntimeError):
@@ -43,11 +51,15 @@ class ToolkitContainer:
 
     ``model_dir`` is an extracted artifact. Its ``code/`` is what is served; a model directory
     without one (straight from training, not yet packaged) gets the ``code/`` that packaging would
-    write, in a temporary directory. ``close()`` stops the worker.
+    write, in a temporary directory. ``close()`` stops the worker. ``endpoint_workers`` is how many
+    workers the endpoint runs in all (``WorkerPool``): the worker takes that share of the cores.
     """
 
-    def __init__(self, model_dir: Path, *, log_path: Path | None = None) -> None:
+    def __init__(
+        self, model_dir: Path, *, log_path: Path | None = None, endpoint_workers: int = 1
+    ) -> None:
         self.model_dir = Path(model_dir).resolve()
+        self.endpoint_workers = endpoint_workers
         self._tmp: Path | None = None
         packaged = self.model_dir / "code"
         if (packaged / PROGRAM).is_file():
@@ -68,8 +80,9 @@ class ToolkitContainer:
     def _environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env.update(PYTHONPATH=str(self.code_dir), SAGEMAKER_PROGRAM=PROGRAM, PYTHONUNBUFFERED="1")
-        # This endpoint is one worker process: it gets every core (runtimes.threads_per_worker).
-        env[MODEL_SERVER_WORKERS_ENV] = "1"
+        # As the toolkit tells TorchServe's workers: each takes its share of the cores
+        # (runtimes.threads_per_worker), every core when it is the endpoint's only worker.
+        env[MODEL_SERVER_WORKERS_ENV] = str(self.endpoint_workers)
         return env
 
     def _start(self) -> None:
@@ -175,3 +188,62 @@ class ToolkitContainer:
         return ContainerResponse(
             answer["status"], base64.b64decode(answer["body"]), answer["content_type"]
         )
+
+
+class WorkerPool:
+    """One endpoint served by ``workers`` ``ToolkitContainer`` processes, as TorchServe serves one
+    model: each request goes to an idle worker, or waits for one. The workers load at once; if one
+    cannot, the others are stopped and its error is raised. A worker that dies is started again by
+    its own ``invoke``, the others serving meanwhile.
+    """
+
+    def __init__(
+        self, model_dir: Path, workers: int = ENDPOINT_WORKERS, *, log_path: Path | None = None
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"an endpoint needs at least one worker, not {workers}")
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            starts = [
+                pool.submit(
+                    ToolkitContainer, model_dir, log_path=log_path, endpoint_workers=workers
+                )
+                for _ in range(workers)
+            ]
+        self.workers = [start.result() for start in starts if start.exception() is None]
+        failed = [start.exception() for start in starts if start.exception() is not None]
+        if failed:
+            self.close()
+            raise failed[0]  # type: ignore[misc]
+        self._idle: queue.SimpleQueue[ToolkitContainer] = queue.SimpleQueue()
+        for worker in self.workers:
+            self._idle.put(worker)
+
+    @property
+    def restarts(self) -> int:
+        return sum(worker.restarts for worker in self.workers)
+
+    def ping(self) -> bool:
+        return any(worker.ping() for worker in self.workers)
+
+    def invoke(
+        self,
+        body: bytes,
+        content_type: str,
+        accept: str = "application/json",
+        custom_attributes: str | None = None,
+    ) -> ContainerResponse:
+        worker = self._idle.get()
+        try:
+            return worker.invoke(body, content_type, accept, custom_attributes)
+        finally:
+            self._idle.put(worker)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import signal
 import sys
@@ -168,6 +169,11 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the worker stops
     _without_editable_install()
     results = os.fdopen(result_fd, "w", encoding="utf-8", buffering=1)
+    # As TorchServe's model_service_worker: the handler's log records go to stdout (its MODEL_LOG),
+    # here the endpoint's log file, each line naming the worker since several share the file.
+    logging.basicConfig(
+        stream=sys.stdout, format=f"worker {os.getpid()}: %(message)s", level=logging.INFO
+    )
     try:
         from sagemaker_pytorch_serving_container.handler_service import HandlerService
 

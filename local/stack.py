@@ -14,7 +14,9 @@ S3 → SQS → event source mapping → Lambda:
   sends each upload's event to the upload queue; the queue's RedrivePolicy moves a message that
   failed ``maxReceiveCount`` receives to the dead-letter queue;
 - the endpoint: ``local.sagemaker_runtime.SageMakerRuntimeServer`` serving the model artifact
-  through the SageMaker PyTorch inference toolkit (``local.model_container.ToolkitContainer``);
+  through the SageMaker PyTorch inference toolkit, by as many worker processes as TorchServe
+  starts on an ``ml.t2.medium`` (``local.model_container.WorkerPool``: two, each with its share
+  of this machine's cores; ``--endpoint-workers`` changes it);
 - the event source mapping: ``local.event_source.SqsEventSource`` with the mapping's settings as
   moto holds them (BatchSize, ReportBatchItemFailures, MaximumConcurrency): that many pollers,
   each invoking ``classify_upload.handler.lambda_handler`` (the deployed package, unzipped)
@@ -56,7 +58,7 @@ from local.deploy_template import QueueInfo, StackInfo, deploy_stack
 from local.event_source import MappingConfig, SqsEventSource
 from local.function_build import FUNCTION_LOGICAL_ID, BuiltFunction, build_function
 from local.lambda_runtime import FunctionConfig, lambda_environment
-from local.model_container import ToolkitContainer
+from local.model_container import ENDPOINT_WORKERS, WorkerPool
 from local.sagemaker_runtime import SageMakerRuntimeServer
 from local.signals import terminate_on_sigterm, wait_for_interrupt
 
@@ -64,6 +66,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO_ROOT / "template.yaml"
 DEFAULT_CODE_DIR = REPO_ROOT / "lambdas" / "classify_upload"
 REGION = "us-east-1"
+ENDPOINT_LOG = "endpoint.log"  # in log_dir: the model server workers' output
 DUMMY_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -138,7 +141,9 @@ class LocalStack:
 
     ``model_dir`` is an extracted model artifact. ``parameters`` override the template's
     (``EndpointName`` is always the local endpoint's name). ``container`` replaces the model
-    container (tests). ``visibility_timeout_s`` replaces the upload queue's visibility timeout
+    container (tests). ``endpoint_workers`` is how many requests the endpoint serves at once, by
+    that many model server workers (``ENDPOINT_WORKERS`` by default; 1 with a given container).
+    ``visibility_timeout_s`` replaces the upload queue's visibility timeout
     after deployment (SQS takes whole seconds: it is rounded up), so that a failed message comes
     back in seconds rather than the template's half hour.
     """
@@ -151,7 +156,7 @@ class LocalStack:
         stack_name: str = "dog-breeds-local",
         parameters: Mapping[str, str] | None = None,
         template: Path = TEMPLATE,
-        endpoint_workers: int = 1,
+        endpoint_workers: int | None = None,
         visibility_timeout_s: float | None = None,
         log_dir: Path | None = None,
         container: Any = None,
@@ -163,6 +168,8 @@ class LocalStack:
         self.stack_name = stack_name
         self.parameters = dict(parameters or {})
         self.template = template
+        if endpoint_workers is None:  # a given container is one worker unless the caller says
+            endpoint_workers = ENDPOINT_WORKERS if container is None else 1
         self.endpoint_workers = endpoint_workers
         self.visibility_timeout_s = (
             None if visibility_timeout_s is None else math.ceil(visibility_timeout_s)
@@ -240,7 +247,11 @@ class LocalStack:
     def _start_endpoint(self) -> None:
         container = self._container
         if container is None:
-            container = ToolkitContainer(Path(self.model_dir))
+            log_path = None
+            if self.log_dir is not None:  # the workers' stdout: TorchServe's MODEL_LOG
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                log_path = self.log_dir / ENDPOINT_LOG
+            container = WorkerPool(Path(self.model_dir), self.endpoint_workers, log_path=log_path)
             self._exit.callback(container.close)
         self.endpoint = SageMakerRuntimeServer(
             {self.endpoint_name: container}, host="127.0.0.1", max_workers=self.endpoint_workers
@@ -435,7 +446,8 @@ class LocalStack:
         return "\n".join(
             [
                 f"moto (S3, DynamoDB, SQS, CloudFormation, Lambda): {self.moto_url}",
-                f"SageMaker runtime endpoint {self.endpoint_name!r}:  {self.endpoint_url}",
+                f"SageMaker runtime endpoint {self.endpoint_name!r}:  {self.endpoint_url} "
+                f"({self.endpoint_workers} model server worker(s))",
                 f"stack {self.stack_name}: bucket {facts.bucket}, table {facts.table}",
                 f"bucket (from the template; moto's CloudFormation drops both): versioning "
                 f"{facts.bucket_versioning or 'off'}, notifications "
@@ -486,16 +498,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "runs" / "demo")
     parser.add_argument("--epochs", type=int, default=None, help="when a model must be trained")
+    parser.add_argument(
+        "--endpoint-workers",
+        type=int,
+        default=ENDPOINT_WORKERS,
+        help="model server workers (default: %(default)s, TorchServe's one per vCPU of an "
+        "ml.t2.medium); each gives OpenVINO its share of this machine's cores",
+    )
     args = parser.parse_args(argv)
+    if args.endpoint_workers < 1:
+        parser.error("--endpoint-workers must be at least 1")
 
     with terminate_on_sigterm():
         try:
             model_dir = tiny.ensure_model(args.workdir, args.model, epochs=args.epochs)
             log_dir = args.workdir / "logs"
-            with LocalStack(model_dir, log_dir=log_dir) as stack:
+            with LocalStack(
+                model_dir, log_dir=log_dir, endpoint_workers=args.endpoint_workers
+            ) as stack:
                 classes = json.loads((model_dir / "classes.json").read_text())
                 print(stack.describe())
-                print(f"function logs: {log_dir}/sandbox-*.log\n")
+                print(
+                    f"function logs: {log_dir}/sandbox-*.log; endpoint: {log_dir}/{ENDPOINT_LOG}\n"
+                )
                 print("\n".join(stack.cli_lines(classes[0] if classes else "Some_breed")))
                 print("\nRunning. Ctrl-C to stop.", flush=True)
                 wait_for_interrupt()

@@ -1,6 +1,6 @@
-"""A burst of uploads against the event source's concurrency cap and a one-worker endpoint: the
-burst waits in the queue, nothing is lost, nothing is done twice, and the end-to-end rate is
-measured.
+"""A burst of uploads against the event source's concurrency cap and the endpoint's two model
+server workers (TorchServe's one per vCPU of an ml.t2.medium): the burst waits in the queue,
+nothing is lost, nothing is done twice, and the end-to-end rate is measured.
 
 400 uploads in `make test`; DOG_BREEDS_BURST_UPLOADS=1000 (with -s to see the printed rate) runs
 the README's burst of 1,000."""
@@ -14,6 +14,7 @@ from collections import Counter
 
 import pytest
 
+from local.model_container import ENDPOINT_WORKERS, WorkerPool
 from local.stack import LocalStack
 from local.uploads import Upload, synthetic_images, upload_all, wait_for_items
 
@@ -48,20 +49,20 @@ class ConcurrencyMeter:
 
 @pytest.mark.slow
 def test_a_burst_of_uploads_ends_as_exactly_one_item_each(served_model, tmp_path, capsys):
-    from local.model_container import ToolkitContainer
-
-    container = ConcurrencyMeter(ToolkitContainer(served_model))
     uploads = [
         Upload(f"uploads/burst/{i:04d}.jpg", body)
         for i, body in enumerate(synthetic_images(BURST, size=64, seed=1))
     ]
-    with LocalStack(
-        None,
-        container=container,
-        parameters={"MaxConcurrency": str(CONCURRENCY_CAP)},
-        endpoint_workers=1,
-        log_dir=tmp_path / "logs",
-    ) as stack:
+    with (
+        WorkerPool(served_model, ENDPOINT_WORKERS) as workers,
+        LocalStack(
+            None,
+            container=(container := ConcurrencyMeter(workers)),
+            parameters={"MaxConcurrency": str(CONCURRENCY_CAP)},
+            endpoint_workers=ENDPOINT_WORKERS,
+            log_dir=tmp_path / "logs",
+        ) as stack,
+    ):
         assert stack.facts.event_source.maximum_concurrency == CONCURRENCY_CAP
         started = time.perf_counter()
         upload_all(stack.client("s3"), stack.facts.bucket, uploads, workers=16)
@@ -86,10 +87,10 @@ def test_a_burst_of_uploads_ends_as_exactly_one_item_each(served_model, tmp_path
     assert len(endpoint_calls) == BURST == container.calls
     received = Counter(m for r in results for m in r.message_ids)
     assert len(received) == BURST + 1 and max(received.values()) == 1
-    # The caps held: never more invocations than MaximumConcurrency, one model call at a time;
-    # the burst went in batches rather than one invocation per upload.
+    # The caps held: never more invocations than MaximumConcurrency, nor model calls than workers,
+    # and both workers were used; the burst went in batches rather than one invocation per upload.
     assert stats.max_concurrency_seen <= CONCURRENCY_CAP
-    assert container.peak == 1
+    assert container.peak == min(CONCURRENCY_CAP, ENDPOINT_WORKERS)
     assert stats.invocations < BURST
 
     rate = BURST / seconds
@@ -98,5 +99,5 @@ def test_a_burst_of_uploads_ends_as_exactly_one_item_each(served_model, tmp_path
             f"\nburst: {BURST} uploads → {len(items)} items in {seconds:.1f} s end to end "
             f"({rate:.1f} uploads/s; uploading took {uploaded_in:.1f} s; "
             f"{stats.invocations} invocations, {BURST / stats.invocations:.1f} messages each; "
-            f"MaximumConcurrency {CONCURRENCY_CAP}, endpoint workers 1)"
+            f"MaximumConcurrency {CONCURRENCY_CAP}, endpoint workers {ENDPOINT_WORKERS})"
         )

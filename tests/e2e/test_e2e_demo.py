@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,7 @@ def test_the_demo_accounts_for_every_upload_and_ends_with_its_json_line(
     # Everything it started is gone: the workdir's sandboxes logged and exited.
     assert (tmp_path / "demo" / "model.tar.gz").is_file()
     assert list((tmp_path / "demo" / "logs").glob("sandbox-*.log"))
+    # The endpoint ran as on an ml.t2.medium: two model server workers, each loaded OpenVINO.
+    endpoint_log = (tmp_path / "demo" / "logs" / "endpoint.log").read_text()
+    loaded = re.findall(r"^worker (\d+): serving runtime: openvino-", endpoint_log, re.MULTILINE)
+    assert len(loaded) == len(set(loaded)) == 2, endpoint_log[-2000:]

@@ -6,16 +6,19 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import bad_images
 import pytest
 
 from dog_breeds.artifact import store
 from dog_breeds.serving import inference as ei
-from local.model_container import ToolkitContainer, WorkerFailed
+from local.model_container import ToolkitContainer, WorkerFailed, WorkerPool
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +144,74 @@ def test_a_worker_that_dies_is_answered_503_then_started_again(packaged_model, t
         assert not served.ping()
         assert served.invoke(test_images[0].read_bytes(), "image/jpeg").status == 200
         assert served.restarts == 1 and served.ping()
+
+
+# endpoint_inference logs on load, e.g. "serving runtime: openvino-int8 (...; 1 threads, 0.87 s)"
+RUNTIME_LINE = re.compile(r"serving runtime: (openvino-\S+) \([^\n]*?(\d+) threads, ")
+
+
+def test_a_worker_pool_is_that_many_processes_each_with_its_share_of_the_cores(
+    packaged_model, test_images, tmp_path
+):
+    """The endpoint as TorchServe runs it on an ml.t2.medium: two workers, each told the endpoint
+    has two (so OpenVINO takes half the cores in each), requests spread over both."""
+    from dog_breeds.serving.runtimes import available_cpus
+
+    log = tmp_path / "workers.log"
+    body = test_images[0].read_bytes()
+    with WorkerPool(packaged_model, 2, log_path=log) as pool:
+        pids = {worker._proc.pid for worker in pool.workers}
+        busy: set[int] = set()
+
+        def invoke(_: int) -> tuple[int, bytes]:
+            answer = pool.invoke(body, "image/jpeg")
+            busy.update(w._proc.pid for w in pool.workers if w._lock.locked())
+            return answer.status, answer.body
+
+        with ThreadPoolExecutor(max_workers=4) as clients:
+            answers = list(clients.map(invoke, range(12)))
+        assert pool.ping()
+    assert len(pids) == 2
+    assert {status for status, _ in answers} == {200}
+    assert len({answer for _, answer in answers}) == 1  # the same model in both
+    assert busy == pids  # both workers served
+    loaded = RUNTIME_LINE.findall(log.read_text())
+    assert [int(threads) for _, threads in loaded] == [max(1, available_cpus() // 2)] * 2
+
+
+def test_a_pool_restarts_a_dead_worker_while_the_other_serves(packaged_model, test_images):
+    body = test_images[0].read_bytes()
+    with WorkerPool(packaged_model, 2) as pool:
+        pool.workers[0]._proc.kill()
+        pool.workers[0]._proc.wait()
+        assert pool.ping()  # the other one still answers
+        assert [pool.invoke(body, "image/jpeg").status for _ in range(2)] == [200, 200]
+        assert pool.restarts == 1 and all(worker.ping() for worker in pool.workers)
+
+
+def test_a_pool_whose_model_fails_to_load_leaves_no_worker_running(packaged_model, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(packaged_model, broken)
+    (broken / "code" / "dog_breeds" / "serving" / "image_decode.py").unlink()
+    before = _model_workers()
+    with pytest.raises(WorkerFailed, match=r"ImportError: .*image_decode"):
+        WorkerPool(broken, 2)
+    assert _model_workers() == before
+    with pytest.raises(ValueError, match="at least one worker"):
+        WorkerPool(packaged_model, 0)
+
+
+def _model_workers() -> set[int]:
+    """Live children of this process that run local.model_worker (read from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(ppid) == os.getpid() and state != "Z" and b"model_worker.py" in cmdline:
+            found.add(int(stat.parent.name))
+    return found
