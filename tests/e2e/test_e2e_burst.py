@@ -3,7 +3,7 @@ server workers (TorchServe's one per vCPU of an ml.t2.medium): the burst waits i
 nothing is lost, nothing is done twice, and the end-to-end rate is measured.
 
 400 uploads in `make test`; DOG_BREEDS_BURST_UPLOADS=1000 (with -s to see the printed rate) runs
-the README's burst of 1,000."""
+the README's burst of 1,000, and DOG_BREEDS_BURST_WORKERS=1 the endpoint with one worker."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from local.stack import LocalStack
 from local.uploads import Upload, synthetic_images, upload_all, wait_for_items
 
 BURST = int(os.environ.get("DOG_BREEDS_BURST_UPLOADS", "400"))
+WORKERS = int(os.environ.get("DOG_BREEDS_BURST_WORKERS", str(ENDPOINT_WORKERS)))
 CONCURRENCY_CAP = 2
 
 
@@ -54,12 +55,12 @@ def test_a_burst_of_uploads_ends_as_exactly_one_item_each(served_model, tmp_path
         for i, body in enumerate(synthetic_images(BURST, size=64, seed=1))
     ]
     with (
-        WorkerPool(served_model, ENDPOINT_WORKERS) as workers,
+        WorkerPool(served_model, WORKERS) as workers,
         LocalStack(
             None,
             container=(container := ConcurrencyMeter(workers)),
             parameters={"MaxConcurrency": str(CONCURRENCY_CAP)},
-            endpoint_workers=ENDPOINT_WORKERS,
+            endpoint_workers=WORKERS,
             log_dir=tmp_path / "logs",
         ) as stack,
     ):
@@ -90,7 +91,7 @@ def test_a_burst_of_uploads_ends_as_exactly_one_item_each(served_model, tmp_path
     # The caps held: never more invocations than MaximumConcurrency, nor model calls than workers,
     # and both workers were used; the burst went in batches rather than one invocation per upload.
     assert stats.max_concurrency_seen <= CONCURRENCY_CAP
-    assert container.peak == min(CONCURRENCY_CAP, ENDPOINT_WORKERS)
+    assert container.peak == min(CONCURRENCY_CAP, WORKERS)
     assert stats.invocations < BURST
 
     rate = BURST / seconds
@@ -99,5 +100,5 @@ def test_a_burst_of_uploads_ends_as_exactly_one_item_each(served_model, tmp_path
             f"\nburst: {BURST} uploads → {len(items)} items in {seconds:.1f} s end to end "
             f"({rate:.1f} uploads/s; uploading took {uploaded_in:.1f} s; "
             f"{stats.invocations} invocations, {BURST / stats.invocations:.1f} messages each; "
-            f"MaximumConcurrency {CONCURRENCY_CAP}, endpoint workers {ENDPOINT_WORKERS})"
+            f"MaximumConcurrency {CONCURRENCY_CAP}, endpoint workers {WORKERS})"
         )
