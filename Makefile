@@ -34,7 +34,10 @@ help:
 	@echo "make redrive STACK=...    move the dead-letter queue's messages back to the upload queue"
 	@echo "make reprocess STACK=... ARGS=\"--all --wait\"   classify stored uploads again (after a model update)"
 
-install: $(STAMP) $(CHECKOV) $(SAM)
+# The three environments install side by side: each pip keeps about one core busy, and a fresh
+# clone spends minutes here. Each one's output is printed whole when it ends.
+install:
+	@$(MAKE) --no-print-directory -j3 --output-sync=target $(STAMP) $(CHECKOV) $(SAM)
 
 $(STAMP): $(REQUIREMENTS) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
