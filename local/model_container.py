@@ -209,11 +209,17 @@ class WorkerPool:
                 )
                 for _ in range(workers)
             ]
-        self.workers = [start.result() for start in starts if start.exception() is None]
-        failed = [start.exception() for start in starts if start.exception() is not None]
-        if failed:
+        self.workers: list[ToolkitContainer] = []
+        errors: list[BaseException] = []
+        for start in starts:
+            error = start.exception()
+            if error is None:
+                self.workers.append(start.result())
+            else:
+                errors.append(error)
+        if errors:
             self.close()
-            raise failed[0]  # type: ignore[misc]
+            raise errors[0]
         self._idle: queue.SimpleQueue[ToolkitContainer] = queue.SimpleQueue()
         for worker in self.workers:
             self._idle.put(worker)

@@ -42,6 +42,7 @@ from PIL import Image
 
 from dog_breeds.serving.image_decode import MAX_BODY_BYTES
 from dog_breeds.serving.inference import CUSTOM_ATTRIBUTES_HEADER, IMAGE_CONTENT_TYPES, JSON
+from dog_breeds.serving.runtimes import MODEL_SERVER_WORKERS_ENV
 from local.parity import dry_run, envs
 
 SERVING_DISTRIBUTIONS = [
@@ -58,7 +59,6 @@ SERVE = "from sagemaker_pytorch_serving_container import serving; serving.main()
 TS_NAMESPACE = "org.pytorch.serve.ModelServer"
 START_TIMEOUT_S = 600
 LATENCY_REQUESTS = 30
-MODEL_SERVER_WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"  # runtimes.MODEL_SERVER_WORKERS_ENV
 # A worker's model_fn logs its choice, e.g. "... W-9000-model_1.0-stdout MODEL_LOG - serving
 # runtime: openvino-int8 (int8 IR matches the artifact; ...; 1 threads, 0.87 s)".
 WORKER_RUNTIME_LINE = re.compile(
