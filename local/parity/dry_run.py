@@ -15,6 +15,7 @@ import contextlib
 import io
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,12 +69,9 @@ class Captured:
         return found[0]
 
 
-@contextlib.contextmanager
-def dry_run_aws():
-    """A launcher ``Aws`` in dry-run mode whose requests and uploads are kept, not printed."""
+def _offline_session() -> tuple[Any, Uploads]:
+    """A boto3 session with throwaway credentials whose S3 uploads are kept."""
     import boto3
-
-    from training.launch import aws as launch_aws
 
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     logging.getLogger("sagemaker").setLevel(logging.WARNING)  # "Creating training-job ..."
@@ -82,10 +80,35 @@ def dry_run_aws():
     )
     uploads = Uploads()
     uploads.attach(session)  # before the SDK creates its clients: they copy the handlers
+    return session, uploads
+
+
+@contextlib.contextmanager
+def dry_run_aws():
+    """A launcher ``Aws`` in dry-run mode whose requests and uploads are kept, not printed."""
+    from training.launch import aws as launch_aws
+
+    session, uploads = _offline_session()
     with contextlib.redirect_stdout(io.StringIO()):
         aws = launch_aws.connect(REGION, BUCKET, dry_run=True, boto_session=session)
     aws.log.out = io.StringIO()
     yield aws, uploads
+
+
+def launcher(argv: Sequence[str], workdir: Path) -> Captured:
+    """``python -m training.launch ARGV --dry-run`` as a user types it: the stage's own defaults,
+    hyperparameters and instance type, offline. Only what an account would supply is added (role,
+    bucket, region) and a runs folder of its own, so no earlier tuning result is picked up."""
+    from training.launch import cli
+
+    account = ["--role", ROLE, "--bucket", BUCKET, "--region", REGION]
+    args = cli.build_parser().parse_args(
+        [*argv, "--dry-run", "--no-wait", *account, "--runs-dir", str(workdir / "runs")]
+    )
+    session, uploads = _offline_session()
+    with contextlib.redirect_stdout(io.StringIO()):
+        aws = cli.run(args, boto_session=session)
+    return _captured(aws, uploads)
 
 
 def _captured(aws: Any, uploads: Uploads) -> Captured:

@@ -1,7 +1,14 @@
 """The training reproduction: ``train.py`` run as the SageMaker PyTorch training image runs it.
 
+Two jobs run, each built from what ``python -m training.launch`` itself sends in a dry run
+(``dry_run.launcher``), with the README's commands and no flag of ours: ``train``'s
+CreateTrainingJob, and one trial of ``tune``'s CreateHyperParameterTuningJob (its static
+hyperparameters plus one point of each range). What may differ from the cloud, each named in the
+report's ``differences``: the data (the small generated set), the epoch count, the ImageNet
+weights (a random stand-in in TORCH_HOME: nothing downloads here) and the device (this CPU).
+
 What SageMaker and its training toolkit (``sagemaker-training``) do, and what this copies:
-- the launcher's CreateTrainingJob request (``dry_run.training_job``) is the job: its
+- the request is the job: its
   ``HyperParameters`` go to ``/opt/ml/input/config/hyperparameters.json``, its
   ``DebugHookConfig`` to ``/opt/ml/input/config/debughookconfig.json`` (where smdebug reads it,
   ``SMDEBUG_CONFIG_FILE_PATH``), its ``training`` channel to ``/opt/ml/input/data/training``;
@@ -20,26 +27,99 @@ from __future__ import annotations
 
 import io
 import json
-import os
+import math
 import subprocess
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from local import tiny
 from local.parity import dry_run, envs
+from training.launch import jobs
 
 TRIAL_PROBE = Path(__file__).with_name("trial_probe.py")
 CHANNEL = "training"
 LOSS_TENSOR = "CrossEntropyLoss_output_0"
 TRAINING_DISTRIBUTIONS = ["torch", "torchvision", "numpy", "smdebug", "protobuf", "openvino"]
+# The one hyperparameter changed from the launcher's: its 10 epochs cost minutes on this CPU.
+EPOCHS = 2
+# torchvision's resnet50 at random init, saved where torchvision looks for the ImageNet weights.
+STANDIN_WEIGHTS = (
+    "import sys, torch; from torchvision import models; "
+    "torch.save(models.resnet50().state_dict(), sys.argv[1])"
+)
 
 
-def tiny_hyperparameters() -> dict[str, str]:
-    """The tiny default recipe (local/tiny.py) as the estimator's hyperparameters."""
-    recipe = dict(zip(tiny.RECIPE[::2], tiny.RECIPE[1::2], strict=True))
-    return {"epochs": str(tiny.EPOCHS), **{k.removeprefix("--"): v for k, v in recipe.items()}}
+@dataclass
+class Job:
+    """A training job as the launcher asks SageMaker for it."""
+
+    kind: str  # "train" or "tuning trial"
+    name: str
+    hyperparameters: dict[str, str]  # as SageMaker hands them to the toolkit (JSON-encoded)
+    instance_type: str
+    image: str
+    debug_hook: dict[str, Any] | None
+    source_tar: bytes
+
+
+def train_job(workdir: Path) -> Job:
+    """``python -m training.launch train``'s job."""
+    captured = dry_run.launcher(["train"], workdir)
+    request = captured.one("CreateTrainingJob")
+    return Job(
+        kind="train",
+        name=request["TrainingJobName"],
+        hyperparameters=dict(request["HyperParameters"]),
+        instance_type=request["ResourceConfig"]["InstanceType"],
+        image=request["AlgorithmSpecification"]["TrainingImage"],
+        debug_hook=request.get("DebugHookConfig"),
+        source_tar=captured.uploads.body("sourcedir.tar.gz"),
+    )
+
+
+def tuning_trial_job(workdir: Path) -> Job:
+    """One training job of ``python -m training.launch tune``: its static hyperparameters, one
+    point of each range (``trial_point``) and the objective SageMaker adds to every trial."""
+    captured = dry_run.launcher(["tune"], workdir)
+    request = captured.one("CreateHyperParameterTuningJob")
+    definition = request["TrainingJobDefinition"]
+    config = request["HyperParameterTuningJobConfig"]
+    hyperparameters = {
+        **definition["StaticHyperParameters"],
+        **trial_point(config["ParameterRanges"]),
+        "_tuning_objective_metric": config["HyperParameterTuningJobObjective"]["MetricName"],
+    }
+    return Job(
+        kind="tuning trial",
+        name=f"{request['HyperParameterTuningJobName']}-001-trial",
+        hyperparameters=hyperparameters,
+        instance_type=definition["HyperParameterTuningResourceConfig"]["InstanceType"],
+        image=definition["AlgorithmSpecification"]["TrainingImage"],
+        debug_hook=None,  # the launcher turns the hook off for tuning
+        source_tar=captured.uploads.body("sourcedir.tar.gz"),
+    )
+
+
+def trial_point(ranges: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
+    """A point of the search space as a trial's hyperparameters: the middle of each continuous or
+    integer range (geometric on a logarithmic scale), the first value of each categorical one."""
+    point: dict[str, str] = {}
+    for kind in ("ContinuousParameterRanges", "IntegerParameterRanges"):
+        for r in ranges.get(kind, []):
+            low, high = float(r["MinValue"]), float(r["MaxValue"])
+            middle = (
+                math.sqrt(low * high)
+                if r.get("ScalingType") in ("Logarithmic", "ReverseLogarithmic")
+                else (low + high) / 2
+            )
+            point[r["Name"]] = str(round(middle)) if kind.startswith("Integer") else f"{middle:g}"
+    for r in ranges.get("CategoricalParameterRanges", []):
+        point[r["Name"]] = r["Values"][0]
+    return point
 
 
 # ---------------------------------------------------------------------------- the toolkit's rules
@@ -78,8 +158,12 @@ def env_value(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def sm_environment(opt_ml: Path, hps: dict[str, Any], job_name: str) -> dict[str, str]:
-    """The ``SM_*`` variables the toolkit gives the entry point (the ones a script reads)."""
+def sm_environment(
+    opt_ml: Path, hps: dict[str, Any], job_name: str, instance_type: str
+) -> dict[str, str]:
+    """The ``SM_*`` variables the toolkit gives the entry point (the ones a script reads), with
+    the instance's vCPUs and GPUs."""
+    cpus, gpus = jobs.INSTANCE_RESOURCES[instance_type]
     hosts = ["algo-1"]
     env = {
         "SM_MODEL_DIR": str(opt_ml / "model"),
@@ -91,8 +175,9 @@ def sm_environment(opt_ml: Path, hps: dict[str, Any], job_name: str) -> dict[str
         "SM_INPUT_CONFIG_DIR": str(opt_ml / "input" / "config"),
         "SM_HOSTS": json.dumps(hosts),
         "SM_CURRENT_HOST": hosts[0],
-        "SM_NUM_CPUS": str(os.cpu_count() or 1),
-        "SM_NUM_GPUS": "0",
+        "SM_CURRENT_INSTANCE_TYPE": instance_type,
+        "SM_NUM_CPUS": str(cpus),
+        "SM_NUM_GPUS": str(gpus),
         "SM_MODULE_NAME": "train",
         "SM_USER_ENTRY_POINT": "train.py",
         "SM_HPS": json.dumps(hps, sort_keys=True),
@@ -105,24 +190,24 @@ def sm_environment(opt_ml: Path, hps: dict[str, Any], job_name: str) -> dict[str
 
 
 # ---------------------------------------------------------------------------- the /opt/ml tree
-def write_opt_ml(opt_ml: Path, request: dict[str, Any], source_tar: bytes, data_dir: Path) -> None:
+def write_opt_ml(opt_ml: Path, job: Job, hyperparameters: dict[str, str], data_dir: Path) -> None:
     config = opt_ml / "input" / "config"
     config.mkdir(parents=True)
-    (config / "hyperparameters.json").write_text(json.dumps(request["HyperParameters"]))
-    channels = {c["ChannelName"]: {"TrainingInputMode": "File"} for c in request["InputDataConfig"]}
+    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+    channels = {CHANNEL: {"TrainingInputMode": "File"}}
     (config / "inputdataconfig.json").write_text(json.dumps(channels))
     (config / "resourceconfig.json").write_text(
         json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]})
     )
-    hook = dict(request["DebugHookConfig"])
-    hook["LocalPath"] = str(opt_ml / "output" / "tensors")
-    (config / "debughookconfig.json").write_text(json.dumps(hook, indent=1))
-    for name in channels:
-        (opt_ml / "input" / "data").mkdir(parents=True, exist_ok=True)
-        (opt_ml / "input" / "data" / name).symlink_to(data_dir.resolve())
+    if job.debug_hook is not None:
+        hook = dict(job.debug_hook)
+        hook["LocalPath"] = str(opt_ml / "output" / "tensors")
+        (config / "debughookconfig.json").write_text(json.dumps(hook, indent=1))
+    (opt_ml / "input" / "data").mkdir(parents=True, exist_ok=True)
+    (opt_ml / "input" / "data" / CHANNEL).symlink_to(data_dir.resolve())
     for folder in ("model", "output/data", "output/tensors", "code"):
         (opt_ml / folder).mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(source_tar)) as tar:
+    with tarfile.open(fileobj=io.BytesIO(job.source_tar)) as tar:
         tar.extractall(opt_ml / "code", filter="data")
 
 
@@ -136,58 +221,119 @@ def package_model_dir(model_dir: Path, tar_path: Path) -> Path:
 
 # ---------------------------------------------------------------------------- the reproduction
 def reproduce(python: Path, workdir: Path) -> tuple[dict[str, Any], Path | None]:
-    """Run the job; returns the report and the ``model.tar.gz`` SageMaker would store."""
+    """Run the launcher's training job and one tuning trial; returns the report and the training
+    job's ``model.tar.gz``, what SageMaker would store."""
     report: dict[str, Any] = {"ok": False, **envs.versions(python, TRAINING_DISTRIBUTIONS)}
     report["pip_check"] = envs.pip_check(python)
     problems: list[str] = report.setdefault("problems", [])
-
-    captured = dry_run.training_job(tiny_hyperparameters(), workdir)
-    request = captured.one("CreateTrainingJob")
-    report["image"] = request["AlgorithmSpecification"]["TrainingImage"]
-    report["debugger_collections"] = [
-        c["CollectionName"] for c in request["DebugHookConfig"]["CollectionConfigurations"]
-    ]
-    opt_ml = workdir / "opt" / "ml"
     data_dir = tiny.make_dataset(workdir / "data")
-    write_opt_ml(opt_ml, request, captured.uploads.body("sourcedir.tar.gz"), data_dir)
+    torch_home = standin_torch_home(python, workdir / "torch-home")
 
-    hps = user_hyperparameters(decode_hyperparameters(request["HyperParameters"]))
+    jobs_run: dict[str, Any] = {}
+    tar_path = None
+    for job in (train_job(workdir / "train"), tuning_trial_job(workdir / "tune")):
+        run, tar = run_job(python, job, workdir / job.kind.replace(" ", "-"), data_dir, torch_home)
+        jobs_run[job.kind] = run
+        problems += [f"{job.kind}: {problem}" for problem in run.pop("problems")]
+        if job.kind == "train":
+            tar_path = tar
+    report["jobs"] = jobs_run
+    report["exit_code"] = jobs_run["train"]["exit_code"]
+    report["test_accuracy"] = jobs_run["train"].get("test_accuracy")
+    report["ok"] = not problems
+    return report, tar_path
+
+
+def standin_torch_home(python: Path, torch_home: Path) -> Path:
+    """A TORCH_HOME holding a stand-in for the ImageNet weights under torchvision's file name, so
+    ``--pretrained true`` loads through torchvision's real cache lookup with no download."""
+    from dog_breeds.model import network
+
+    name = Path(urlparse(network.IMAGENET_WEIGHTS.url).path).name
+    weights = torch_home / "hub" / "checkpoints" / name
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [str(python), "-c", STANDIN_WEIGHTS, str(weights)],
+        check=True,
+        env=envs.clean_environ(),
+        timeout=300,
+    )
+    return torch_home
+
+
+def differences(job: Job, data_dir: Path, epochs: str | None) -> dict[str, Any]:
+    """Every way this run differs from the job in the cloud."""
+    cpus, gpus = jobs.INSTANCE_RESOURCES[job.instance_type]
+    return {
+        "data": f"the small generated set {data_dir.name}/ ({tiny.CLASSES} classes), not S3's",
+        "epochs": {"launcher": epochs, "here": str(EPOCHS)},
+        "imagenet_weights": "torchvision's resnet50 at random init, in TORCH_HOME",
+        "device": f"this machine's CPU ({job.instance_type}: {cpus} vCPUs, {gpus} GPUs)",
+    }
+
+
+def run_job(
+    python: Path, job: Job, workdir: Path, data_dir: Path, torch_home: Path
+) -> tuple[dict[str, Any], Path | None]:
+    """One job in its /opt/ml tree: train.py run by the toolkit's rules, then the artifact and
+    (when the hook is on) the Debugger trial read back."""
+    problems: list[str] = []
+    raw = dict(job.hyperparameters)
+    launcher_epochs = raw.get("epochs")
+    raw["epochs"] = str(EPOCHS)
+    hps = user_hyperparameters(decode_hyperparameters(raw))
+    report: dict[str, Any] = {
+        "job": job.name,
+        "image": job.image,
+        "instance_type": job.instance_type,
+        "hyperparameters": hps,
+        "differences": differences(job, data_dir, launcher_epochs),
+        "problems": problems,
+    }
+    opt_ml = workdir / "opt" / "ml"
+    write_opt_ml(opt_ml, job, raw, data_dir)
     env = envs.clean_environ(
         PYTHONUNBUFFERED="1",
-        SMDEBUG_CONFIG_FILE_PATH=str(opt_ml / "input" / "config" / "debughookconfig.json"),
+        TORCH_HOME=str(torch_home),
         # The platform writes these two only when TensorBoard output or framework profiling is
         # asked for (neither is): point them into the tree so nothing reads the host's /opt/ml.
         TENSORBOARD_CONFIG_FILE_PATH=str(opt_ml / "input" / "config" / "tensorboard.json"),
         SMPROFILER_CONFIG_PATH=str(opt_ml / "input" / "config" / "profilerconfig.json"),
-        **sm_environment(opt_ml, hps, request["TrainingJobName"]),
+        **sm_environment(opt_ml, hps, job.name, job.instance_type),
     )
+    if job.debug_hook is not None:
+        env["SMDEBUG_CONFIG_FILE_PATH"] = str(opt_ml / "input" / "config" / "debughookconfig.json")
     command = [str(python), "train.py", *to_cmd_args(hps)]
-    print("  $ " + " ".join(["python", *command[1:]]), flush=True)
+    report["command"] = " ".join(["python", *command[1:]])
+    print(f"  {job.kind} $ {report['command']}", flush=True)
     started = time.perf_counter()
     done = subprocess.run(
         command, cwd=opt_ml / "code", env=env, capture_output=True, text=True, timeout=1800
     )
     report["train_seconds"] = round(time.perf_counter() - started, 1)
+    report["exit_code"] = done.returncode
     (workdir / "train.log").write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
-    if done.returncode != 0:
-        problems.append(f"train.py exited {done.returncode}: {tail(done.stderr)}")
-        return report, None
     summary = last_json_line(done.stdout)
-    report["test_accuracy"] = summary.get("test_accuracy") if summary else None
+    if done.returncode != 0:
+        # A job whose script exits non-zero is Failed, whatever it wrote.
+        problems.append(f"train.py exited {done.returncode}: {tail(done.stderr)}")
     if summary is None:
         problems.append("train.py's last stdout line is not its JSON summary")
-    report["smdebug_hook"] = "smdebug hook on" in done.stderr
-
-    report.update(read_trial(python, opt_ml / "output" / "tensors", problems))
+    else:
+        report["test_accuracy"] = summary.get("test_accuracy")
+        report["num_workers"] = summary.get("num_workers")
+    if job.debug_hook is not None:
+        report["smdebug_hook"] = "smdebug hook on" in done.stderr
+        report.update(read_trial(python, opt_ml / "output" / "tensors", problems))
 
     tar_path = package_model_dir(opt_ml / "model", workdir / "model.tar.gz")
     with tarfile.open(tar_path) as tar:
-        names = sorted({n.split("/")[0] for n in tar.getnames()})
-    report["artifact"] = names
-    if "openvino" not in names:
-        problems.append(f"model.tar.gz has no openvino/ (CPU form): {names}")
-    report["ok"] = not problems
-    return report, tar_path
+        names = sorted(tar.getnames())
+    report["artifact"] = sorted({n.split("/")[0] for n in names})
+    report["openvino_forms"] = sorted(n for n in names if n.endswith(".xml"))
+    if not report["openvino_forms"]:
+        problems.append(f"model.tar.gz has no OpenVINO form: {report['artifact']}")
+    return report, None if problems else tar_path
 
 
 def read_trial(python: Path, tensors: Path, problems: list[str]) -> dict[str, Any]:

@@ -72,12 +72,14 @@ def main() -> dict:
     import nncf
     import openvino as ov
 
+    from dog_breeds.serving import runtimes
+
     model_dir = WORK / "artifact"
     config = json.loads((model_dir / "config.json").read_text())
     size = config["image_size"]
     images = sorted((WORK / f"images-200-c{config['num_classes']}").glob("*.jpg"))
     inputs = load_inputs(images, size)
-    core = ov.Core()
+    core = runtimes.openvino_core()
     fp32_model = core.read_model(model_dir / "openvino" / "model.xml")
 
     def compile_(model, precision):

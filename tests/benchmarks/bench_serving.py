@@ -125,7 +125,9 @@ def openvino_isa_report() -> dict:
     """What this process's environment and OpenVINO say about the ISA."""
     import openvino as ov
 
-    core = ov.Core()
+    from dog_breeds.serving import runtimes
+
+    core = runtimes.openvino_core()
     return {
         ISA_ENV: os.environ.get(ISA_ENV),
         "openvino_capabilities": list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")),
@@ -489,7 +491,7 @@ def child_int8(model_dir: Path, image_dir: Path, count: int) -> None:
 
     config = json.loads((model_dir / "config.json").read_text())
     size = config["image_size"]
-    core = ov.Core()
+    core = runtimes.openvino_core()
     fp32_model = core.read_model(model_dir / runtimes.OPENVINO_DIR / runtimes.IR_XML)
     shipped_xml = model_dir / runtimes.OPENVINO_DIR / runtimes.INT8_IR_XML
     # The int8 IR that shipped; if the guard refused it, this benchmark's own (cached) one.

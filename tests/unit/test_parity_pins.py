@@ -66,6 +66,29 @@ def test_hyperparameters_reach_train_py_as_the_training_toolkit_passes_them():
     raw = {"lr": "0.001", "pretrained": '"false"', "epochs": "8", "sagemaker_program": '"train.py"'}
     hps = training.user_hyperparameters(training.decode_hyperparameters(raw))
     assert training.to_cmd_args(hps) == ["--epochs", "8", "--lr", "0.001", "--pretrained", "false"]
-    env = training.sm_environment(envs.REPO_ROOT / "opt-ml", hps, "job")
+    env = training.sm_environment(envs.REPO_ROOT / "opt-ml", hps, "job", "ml.g4dn.xlarge")
     assert env["SM_HP_PRETRAINED"] == "false"
     assert env["SM_HP_EPOCHS"] == "8"
+    # The instance's resources, not this machine's: train.py's default --num_workers reads them.
+    assert (env["SM_NUM_CPUS"], env["SM_NUM_GPUS"]) == ("4", "1")
+
+
+def test_a_tuning_trial_takes_the_middle_of_each_range_as_sagemaker_encodes_values():
+    ranges = {
+        "ContinuousParameterRanges": [
+            {"Name": "lr", "MinValue": "1e-05", "MaxValue": "0.01", "ScalingType": "Logarithmic"},
+            {"Name": "eps", "MinValue": "1e-09", "MaxValue": "1e-08", "ScalingType": "Linear"},
+        ],
+        "IntegerParameterRanges": [{"Name": "hidden_size", "MinValue": "64", "MaxValue": "255"}],
+        "CategoricalParameterRanges": [{"Name": "batch_size", "Values": ['"64"', '"128"']}],
+    }
+    point = training.trial_point(ranges)
+    assert point == {
+        "lr": "0.000316228",
+        "eps": "5.5e-09",
+        "hidden_size": "160",
+        "batch_size": '"64"',
+    }
+    hps = training.user_hyperparameters(training.decode_hyperparameters(point))
+    assert training.to_cmd_args(hps)[-2:] == ["--lr", "0.000316228"]
+    assert hps["batch_size"] == "64"

@@ -45,6 +45,12 @@ TRAINING_PYTHON = "3.12"
 TRAINING_TORCHVISION_VERSION = "0.23.0"
 GPU_TRAINING_INSTANCE = "ml.g4dn.xlarge"
 CPU_TRAINING_INSTANCE = "ml.m5.2xlarge"
+# (vCPUs, GPUs) of those instances (AWS's instance specifications): what the training toolkit
+# tells train.py as SM_NUM_CPUS / SM_NUM_GPUS, so its default --num_workers is min(4, vCPUs).
+INSTANCE_RESOURCES: dict[str, tuple[int, int]] = {
+    GPU_TRAINING_INSTANCE: (4, 1),
+    CPU_TRAINING_INSTANCE: (8, 0),
+}
 
 # Debugger: the losses collection every N steps in training, every step in evaluation.
 TRAIN_SAVE_INTERVAL = 10

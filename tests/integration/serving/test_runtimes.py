@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -193,3 +194,35 @@ def test_threads_are_shared_among_model_server_workers(monkeypatch, workers, exp
     else:
         monkeypatch.setenv(runtimes.MODEL_SERVER_WORKERS_ENV, workers)
     assert runtimes.threads_per_worker() == expected
+
+
+# Run in a child process: before the fix, the signal killed the interpreter with SIGSEGV.
+SIGNAL_AFTER_TWO_RUNTIMES = """
+import signal, subprocess, sys
+from pathlib import Path
+from dog_breeds.serving import runtimes
+
+xml = Path(sys.argv[1])
+first = runtimes.OpenVINORuntime(xml, int(sys.argv[2]), 1)
+second = runtimes.OpenVINORuntime(xml, int(sys.argv[2]), 1)
+del first, second  # destroyed in the order they were made, as a function's locals are
+received = []
+signal.signal(signal.SIGCHLD, lambda *_: received.append(1))  # as torch's DataLoader does
+subprocess.run(["true"], check=True)
+print("signals handled:", len(received))
+"""
+
+
+def test_a_handled_signal_after_two_runtimes_does_not_kill_the_process(exported_artifact):
+    """train.py's int8 guard compiles an fp32 and an int8 runtime; each OpenVINO Core's CPU plugin
+    swaps the thread's alternate signal stack. The runtimes share one Core, so the stack a
+    signal handler runs on is still mapped when DataLoader workers exit (exit code was 139)."""
+    xml = exported_artifact / runtimes.OPENVINO_DIR / runtimes.IR_XML
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNAL_AFTER_TWO_RUNTIMES, str(xml), str(IMAGE_SIZE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "signals handled: 1" in done.stdout

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -146,6 +147,25 @@ def int8_unusable_reason(
     return None
 
 
+@functools.cache
+def openvino_core() -> Any:
+    """The process's one OpenVINO ``Core``, alive until the process exits: every compile and read
+    goes through it.
+
+    Each ``Core`` that compiles for the CPU loads its own instance of the CPU plugin, and each
+    instance installs an alternate signal stack on the thread that created it (OpenVINO's
+    ``ov::intel_cpu::SigAltStackSetup``), putting the previous one back and unmapping its own when
+    destroyed. Two instances destroyed in the order they were made (not the reverse) leave the
+    thread's signal stack pointing at unmapped memory. Python installs every signal handler with
+    ``SA_ONSTACK``, so the next handled signal (SIGCHLD, as a DataLoader worker exits) cannot be
+    delivered and the kernel kills the process with SIGSEGV: train.py exited 139 after its summary
+    that way. One Core makes one plugin instance, destroyed only at exit.
+    """
+    import openvino as ov
+
+    return ov.Core()
+
+
 class OpenVINORuntime:
     """An OpenVINO IR compiled for this machine's CPU: latency hint, fp32 execution of whatever
     is not quantized, and all of this worker's share of the cores (all with one worker)."""
@@ -174,7 +194,7 @@ class OpenVINORuntime:
             # request each instead of 91). The kernel's scheduler spreads unpinned threads.
             ov.properties.hint.enable_cpu_pinning: False,
         }
-        self._compiled = ov.Core().compile_model(str(xml_path), "CPU", config)
+        self._compiled = openvino_core().compile_model(str(xml_path), "CPU", config)
         self._request = self._compiled.create_infer_request()
         # One infer request serves one call at a time; a threaded server may call concurrently.
         self._lock = threading.Lock()

@@ -172,7 +172,8 @@ def _quantize_and_guard(
 
     calibration = calibration_inputs(data.train.samples, size, mean, std, calibration_limit)
     quantize_started = time.perf_counter()
-    int8_model = quantize(ov.Core().read_model(ir_dir / runtimes.IR_XML), calibration)
+    fp32_model = runtimes.openvino_core().read_model(ir_dir / runtimes.IR_XML)
+    int8_model = quantize(fp32_model, calibration)
     quantize_seconds = round(time.perf_counter() - quantize_started, 2)
     xml = ir_dir / runtimes.INT8_IR_XML
     ov.save_model(int8_model, xml, compress_to_fp16=False)

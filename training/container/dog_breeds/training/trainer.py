@@ -13,15 +13,16 @@ line, and last of all one JSON summary line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import logging
+import multiprocessing
 import os
 import random
 import sys
 import time
 from collections.abc import Iterable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,7 @@ def progress(iterable: Iterable, desc: str, total: int) -> Iterable:
 def autocast(device: torch.device, use_amp: bool):
     if use_amp and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.float16)
-    return nullcontext()
+    return contextlib.nullcontext()
 
 
 def train_one_epoch(
@@ -279,6 +280,22 @@ def make_loaders(args: argparse.Namespace, data: folders.DataSplits) -> dict[str
         )
         for split in folders.SPLITS
     }
+
+
+@contextlib.contextmanager
+def worker_loaders(args: argparse.Namespace, data: folders.DataSplits):
+    """The loaders for the block; their worker processes (``--num_workers``, persistent across
+    epochs) are stopped and reaped when it ends, so none outlives training into the export."""
+    loaders = make_loaders(args, data)
+    try:
+        yield loaders
+    finally:
+        # The loaders are the only owners of their iterators: dropping them runs each iterator's
+        # shutdown now, which tells its workers to stop and joins them.
+        loaders.clear()
+        leftover = multiprocessing.active_children()
+        if leftover:
+            log.warning("data loader workers still running after training: %s", leftover)
 
 
 def create_learner(
@@ -449,6 +466,7 @@ def summarize(
         "trainable_parameters": learner.trainable_parameters,
         "device": learner.device.type,
         "amp": learner.use_amp,
+        "num_workers": args.num_workers,
         "smdebug": smdebug,
         "model_dir": str(args.model_dir),
         "model_version": config["model_version"],
@@ -466,15 +484,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     use_amp = args.amp and device.type == "cuda"
 
     data = load_data(args, device, use_amp)
-    loaders = make_loaders(args, data)
     learner = create_learner(args, data, device, use_amp)
     hook = create_debug_hook(args.smdebug_dir)
     debugger.register(hook, learner.model, learner.loss_fn)
     saved = Checkpoints(args.checkpoint_dir, checkpoint_signature(args, len(data.classes)))
     state = saved.resume(learner.model, learner.optimizer, learner.scaler)
 
-    fitted = fit(args, learner, loaders, hook, saved, state)
-    test = test_best(learner, loaders["test"], state.best_state, hook)
+    with worker_loaders(args, data) as loaders:
+        fitted = fit(args, learner, loaders, hook, saved, state)
+        test = test_best(learner, loaders["test"], state.best_state, hook)
 
     model = learner.model.cpu().eval()
     config = save_artifact(args, model, data.classes, state.best_epoch, test)
