@@ -286,6 +286,11 @@ class SqsEventSource:
         for sandbox in self._sandboxes:  # one a poller may have started while we stopped
             sandbox.stop()
 
+    @property
+    def worker_exit_codes(self) -> list[int | None]:
+        """Each sandbox's last stopped process's exit status (None: never stopped)."""
+        return [sandbox.last_exit_code for sandbox in self._sandboxes]
+
     def in_flight(self) -> int:
         """Batches received and not yet settled."""
         with self._lock:

@@ -52,6 +52,8 @@ class Sandbox:
         self._proc: subprocess.Popen[bytes] | None = None
         self._results: Any = None
         self._buffer = b""
+        # The exit status of the last worker process stopped: 0 when it ended as asked.
+        self.last_exit_code: int | None = None
 
     @property
     def running(self) -> bool:
@@ -146,6 +148,7 @@ class Sandbox:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+            self.last_exit_code = proc.returncode
         if self._results is not None:
             self._results.close()
             self._results = None

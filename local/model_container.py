@@ -73,6 +73,8 @@ class ToolkitContainer:
         self._results: Any = None
         self._buffer = b""
         self.restarts = 0
+        # The exit status of the last worker process stopped: 0 when it ended as asked.
+        self.last_exit_code: int | None = None
         self._start()
 
     # -- the worker process ------------------------------------------------------------------
@@ -137,6 +139,7 @@ class ToolkitContainer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            self.last_exit_code = proc.returncode
         if self._results is not None:
             self._results.close()
             self._results = None
@@ -227,6 +230,11 @@ class WorkerPool:
     @property
     def restarts(self) -> int:
         return sum(worker.restarts for worker in self.workers)
+
+    @property
+    def worker_exit_codes(self) -> list[int | None]:
+        """Each worker's last stopped process's exit status (None: never stopped)."""
+        return [worker.last_exit_code for worker in self.workers]
 
     def ping(self) -> bool:
         return any(worker.ping() for worker in self.workers)

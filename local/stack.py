@@ -185,6 +185,7 @@ class LocalStack:
         self.endpoint: Any = None  # the SageMakerRuntimeServer (fault injection in tests)
         self.facts: StackFacts | None = None
         self.event_source: SqsEventSource | None = None
+        self.container: Any = None  # the endpoint's model container (a WorkerPool by default)
         self.timings: dict[str, float] = {}
 
     def __enter__(self) -> LocalStack:
@@ -253,6 +254,7 @@ class LocalStack:
                 log_path = self.log_dir / ENDPOINT_LOG
             container = WorkerPool(Path(self.model_dir), self.endpoint_workers, log_path=log_path)
             self._exit.callback(container.close)
+        self.container = container
         self.endpoint = SageMakerRuntimeServer(
             {self.endpoint_name: container}, host="127.0.0.1", max_workers=self.endpoint_workers
         )

@@ -30,6 +30,10 @@ def run(served_model, tiny_dataset, tmp_path_factory):
         items = wait_for_items(stack.table(), stack.facts.bucket, [u.key for u in uploads], 180)
         assert stack.wait_idle(60)
         yield stack, uploads, items
+    # Stopped in order, every function sandbox and endpoint worker (OpenVINO loaded) exits 0.
+    sandboxes = stack.facts.event_source.maximum_concurrency
+    assert stack.event_source.worker_exit_codes == [0] * sandboxes
+    assert stack.container.worker_exit_codes == [0] * stack.endpoint_workers
 
 
 def test_every_upload_ends_as_exactly_one_item(run):

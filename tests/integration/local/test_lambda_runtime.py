@@ -61,6 +61,12 @@ def test_an_overrun_is_killed_at_the_timeout(sandbox):
     assert not sandbox.running
 
 
+def test_a_stopped_sandbox_ends_its_worker_with_exit_code_0(sandbox):
+    assert sandbox.invoke({}, "req-1")["ok"]
+    sandbox.stop()
+    assert sandbox.last_exit_code == 0 and not sandbox.running
+
+
 def test_a_dead_runtime_is_an_error_and_a_new_sandbox_takes_over(sandbox):
     result = sandbox.invoke({"mode": "exit"}, "req-1")
     assert result["error"]["errorType"] == "Runtime.ExitError"

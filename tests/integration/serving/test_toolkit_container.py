@@ -137,6 +137,14 @@ def test_the_endpoint_serves_the_artifacts_code_not_the_repository(packaged_mode
         assert served.invoke(test_images[0].read_bytes(), "image/jpeg").status == 200
 
 
+def test_a_worker_closed_in_order_exits_0_after_serving(packaged_model, test_images):
+    """endpoint_inference.py with its OpenVINO runtime loaded ends cleanly when told to stop."""
+    with ToolkitContainer(packaged_model) as served:
+        assert served.invoke(test_images[0].read_bytes(), "image/jpeg").status == 200
+        assert served.last_exit_code is None
+    assert served.last_exit_code == 0
+
+
 def test_a_worker_that_dies_is_answered_503_then_started_again(packaged_model, test_images):
     with ToolkitContainer(packaged_model) as served:
         served._proc.kill()  # what an out-of-memory kill does to a TorchServe worker
