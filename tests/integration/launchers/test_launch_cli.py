@@ -169,3 +169,28 @@ def test_help_names_the_configuration_and_where_the_walk_through_is(capsys):
         assert name in out
     assert '"Train and deploy on SageMaker"' in out
     assert "README_launchers" not in out
+
+
+@pytest.mark.parametrize(
+    ("stage", "operation"),
+    [("tune", "CreateHyperParameterTuningJob"), ("train", "CreateTrainingJob")],
+)
+def test_a_stage_run_as_a_script_exits_0_after_its_dry_run(stage, operation, tmp_path):
+    """The script as a user runs it, offline with throwaway credentials: success is exit code 0,
+    with nothing after the requests it printed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEMAKER_"))}
+    env.update(
+        AWS_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        HOME=str(tmp_path),
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "training.launch", stage, "--dry-run", "--no-wait",
+         "--role", ROLE, "--bucket", BUCKET, "--runs-dir", str(tmp_path / "runs")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert operation in done.stdout
+    assert "Traceback" not in done.stderr
