@@ -118,6 +118,33 @@ class Answer:
         return self.body.decode("utf-8", "replace")
 
 
+def _process_name(proc: psutil.Process) -> str:
+    """``java`` (the frontend), ``worker`` (a model server worker), else the command's name."""
+    try:
+        cmdline = " ".join(proc.cmdline())
+    except psutil.Error:
+        return "?"
+    if "model_service_worker" in cmdline:
+        return "worker"
+    return "java" if TS_NAMESPACE in cmdline else proc.name()
+
+
+# What a crashed Python process leaves in a log (faulthandler, the kernel's word via a shell).
+CRASH_MARKERS = ("Fatal Python error", "Segmentation fault", "core dumped")
+
+
+def check_shutdown(shutdown: dict[str, Any], logs: str, checks: Checks) -> None:
+    """Every process ended on SIGTERM, the workers among them, and nothing logged a crash."""
+    checks.expect("shutdown: nothing had to be killed", not shutdown["killed"], str(shutdown))
+    checks.expect(
+        "shutdown: the workers ended on SIGTERM",
+        "worker" in shutdown["ended_on_sigterm"],
+        str(shutdown),
+    )
+    crashes = [line for line in logs.splitlines() if any(m in line for m in CRASH_MARKERS)]
+    checks.expect("shutdown: no crash in the logs", not crashes, " | ".join(crashes[:3]))
+
+
 class ModelServer:
     """The toolkit's ``serving.main()`` in the serving venv, and every process it starts."""
 
@@ -145,6 +172,7 @@ class ModelServer:
             start_new_session=True,
         )
         self.peak_rss = 0
+        self.shutdown: dict[str, Any] = {}  # filled by stop()
         self._sampling = True
         self._sampler = threading.Thread(target=self._sample_rss, daemon=True)
         self._sampler.start()
@@ -180,17 +208,25 @@ class ModelServer:
             time.sleep(0.25)
 
     def stop(self) -> None:
-        """SIGTERM to the toolkit (it forwards it to TorchServe), then anything left, by pid."""
+        """SIGTERM to the toolkit (it forwards it to TorchServe), then anything left, by pid.
+        ``shutdown`` records how that went: how many processes ended on the signal, which had to
+        be killed, the toolkit's exit status."""
         self._sampling = False
         survivors = self.processes()
+        names = {proc.pid: _process_name(proc) for proc in survivors}
         with contextlib.suppress(ProcessLookupError):
             self.process.send_signal(signal.SIGTERM)
-        _, alive = psutil.wait_procs(survivors, timeout=30)
+        gone, alive = psutil.wait_procs(survivors, timeout=30)
         for proc in alive:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
         psutil.wait_procs(alive, timeout=10)
         self._log.close()
+        self.shutdown = {
+            "ended_on_sigterm": sorted(names[proc.pid] for proc in gone),
+            "killed": sorted(names[proc.pid] for proc in alive),
+            "toolkit_exit_code": self.process.wait(timeout=10),
+        }
 
     # -- HTTP
     def request(
@@ -416,7 +452,10 @@ def reproduce(python: Path, workdir: Path, trained_tar: Path) -> dict[str, Any]:
         if checks.problems:
             report["server_log_tail"] = server.log_tail()
     # Read once the server has stopped and its logs are flushed.
-    report["workers"] = worker_runtimes(server.logs())
+    logs = server.logs()
+    report["workers"] = worker_runtimes(logs)
+    report["shutdown"] = server.shutdown
+    check_shutdown(server.shutdown, logs, checks)
     check_workers(
         report["workers"], container.get("Environment", {}), len(os.sched_getaffinity(0)), checks
     )

@@ -46,3 +46,26 @@ def test_unset_workers_means_one_per_cpu_sharing_the_cores():
     one = serving.worker_runtimes(log(("W-9000", "openvino", 2)))
     assert outcome(one, {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}, cpus=2) == []
     assert "1 workers (expected 2)" in outcome(one, {}, cpus=2)[0]
+
+
+def shutdown_problems(shutdown: dict, logs: str = "") -> list[str]:
+    checks = serving.Checks()
+    serving.check_shutdown(shutdown, logs, checks)
+    return checks.problems
+
+
+CLEAN = {"ended_on_sigterm": ["java", "python", "worker", "worker"], "killed": [], "exit": 0}
+
+
+def test_a_clean_shutdown_ends_every_process_on_sigterm():
+    assert shutdown_problems(CLEAN, log(("W-9000", "openvino", 1))) == []
+
+
+def test_a_worker_that_had_to_be_killed_or_crashed_fails_the_shutdown_check():
+    killed = {"ended_on_sigterm": ["java", "python"], "killed": ["worker"], "exit": 0}
+    assert [p.split(":")[1] for p in shutdown_problems(killed)] == [
+        " nothing had to be killed",
+        " the workers ended on SIGTERM",
+    ]
+    crashed = "W-9000-model_1.0-stderr MODEL_LOG - Fatal Python error: Segmentation fault"
+    assert shutdown_problems(CLEAN, crashed) == [f"shutdown: no crash in the logs: {crashed}"]
