@@ -4,24 +4,55 @@ behind a SageMaker runtime stand-in. A user uploads through the S3 API and reads
 
 from __future__ import annotations
 
+import io
+import math
 from decimal import Decimal
 
 import pytest
 from boto3.dynamodb.conditions import Key
+from PIL import Image
 
 from local.stack import LocalStack
-from local.uploads import bad_uploads, upload_all, uploads_from_test_split, wait_for_items
+from local.uploads import (
+    Upload,
+    bad_uploads,
+    upload_all,
+    uploads_from_test_split,
+    wait_for_items,
+)
 
 pytestmark = pytest.mark.slow
+
+
+# A flat grey picture: no class's hue or stripes. The model is still fairly sure of something
+# (about 0.6 measured), so the stack runs with a threshold above its answer: it must come out LOW.
+AMBIGUOUS_KEY = "uploads/ambiguous/grey.jpg"
+
+
+def grey_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def threshold_above(body: bytes, served_model) -> str:
+    """A LowConfidenceThreshold halfway between the model's answer for ``body`` and 1."""
+    from dog_breeds.serving import inference
+
+    model = inference.model_fn(str(served_model))
+    best = inference.predict_fn(inference.input_fn(body, "image/jpeg"), model)["predictions"][0]
+    return f"{math.ceil((best['probability'] + 1) / 2 * 1000) / 1000:g}"
 
 
 @pytest.fixture(scope="module")
 def run(served_model, tiny_dataset, tmp_path_factory):
     """Upload the test split plus the bad files once; the tests read what came of it."""
     log_dir = tmp_path_factory.mktemp("e2e-logs")
-    with LocalStack(served_model, log_dir=log_dir) as stack:
+    grey = grey_jpeg()
+    parameters = {"LowConfidenceThreshold": threshold_above(grey, served_model)}
+    with LocalStack(served_model, parameters=parameters, log_dir=log_dir) as stack:
         good = uploads_from_test_split(tiny_dataset, "uploads/")
-        uploads = good + bad_uploads(good[0], "uploads/")
+        uploads = [*good, *bad_uploads(good[0], "uploads/"), Upload(AMBIGUOUS_KEY, grey)]
         # A key outside the notification's prefix: S3 never sends it to the queue.
         stack.client("s3").put_object(
             Bucket=stack.facts.bucket, Key="elsewhere/ignored.jpg", Body=good[0].body
@@ -55,7 +86,13 @@ def test_bad_files_are_failed_items_with_a_reason_and_images_are_predicted(run):
         for u in uploads
         if u.expect == "FAILED"
     }
-    assert set(failed) == {"zero-bytes.jpg", "not-an-image.jpg", "truncated.jpg"}
+    # The README's table: an empty object is refused by the function without a call; the
+    # endpoint answers 400 to what is not an image or is cut short.
+    assert failed == {
+        "zero-bytes.jpg": "EmptyObject",
+        "not-an-image.jpg": "ModelRejected400",
+        "truncated.jpg": "ModelRejected400",
+    }
 
 
 def test_a_key_with_spaces_plus_and_accents_is_classified(run):
@@ -117,6 +154,8 @@ def test_low_confidence_predictions_are_listed_by_their_index(run):
     expected = {
         k for k, i in items.items() if i["status"] == "PREDICTED" and i["probability"] < threshold
     }
+    assert AMBIGUOUS_KEY in expected  # built to be below the threshold: never an empty check
+    assert items[AMBIGUOUS_KEY]["confidence"] == "LOW"
     assert {i["key"] for i in page["Items"]} == expected
     assert all(i["confidence_threshold"] == Decimal(str(threshold)) for i in page["Items"])
 
