@@ -67,3 +67,45 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     tmp = Path(tempfile.gettempdir())
     terminalreporter.write_line(f"disk free at the end: {_free_gib(tmp):.1f} GiB under {tmp}")
+
+
+# ---------------------------------------------------------------------------- leaked workers
+# The processes the offline stack starts for the function and the endpoint (local/*_worker.py).
+WORKER_SCRIPTS = ("lambda_worker.py", "model_worker.py")
+
+
+def worker_processes(root: int | None = None) -> dict[int, str]:
+    """Function and endpoint worker processes descended from ``root`` (this process): pid ->
+    command line, read from /proc."""
+    parents: dict[int, int] = {}
+    commands: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = (entry / "stat").read_text()
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            commands[int(entry.name)] = command.decode(errors="replace")
+    ours, frontier = set(), {root or os.getpid()}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - ours
+        ours |= frontier
+    return {
+        pid: commands[pid]
+        for pid in ours
+        if any(script in commands.get(pid, "") for script in WORKER_SCRIPTS)
+    }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_worker_outlives_its_module():
+    """Every container and sandbox a module starts is closed by its fixtures: a worker process
+    still running once the module's fixtures are torn down fails the run (and is stopped)."""
+    yield
+    leftover = worker_processes()
+    for pid in leftover:
+        with contextlib.suppress(OSError):
+            os.kill(pid, 9)
+    if leftover:
+        pytest.fail(f"worker processes outlived their module: {leftover}", pytrace=False)

@@ -31,7 +31,8 @@ BURST = 200
 def container(served_model):
     from local.model_container import ToolkitContainer
 
-    return ToolkitContainer(served_model)
+    with ToolkitContainer(served_model) as served:
+        yield served
 
 
 def test_an_outage_in_the_middle_of_a_burst_loses_nothing(

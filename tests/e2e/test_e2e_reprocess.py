@@ -41,7 +41,8 @@ def test_a_reprocess_after_a_model_update_changes_every_items_model(models, clas
     ]
     with (
         ToolkitContainer(updated) as new_model,
-        LocalStack(None, container=ToolkitContainer(served), log_dir=tmp_path / "logs") as stack,
+        ToolkitContainer(served) as old_model,
+        LocalStack(None, container=old_model, log_dir=tmp_path / "logs") as stack,
     ):
         upload_all(stack.client("s3"), stack.facts.bucket, uploads)
         keys = [u.key for u in uploads]

@@ -47,7 +47,8 @@ class PoisonableContainer:
 def container(served_model):
     from local.model_container import ToolkitContainer
 
-    return PoisonableContainer(ToolkitContainer(served_model))
+    with ToolkitContainer(served_model) as served:
+        yield PoisonableContainer(served)
 
 
 @pytest.fixture(scope="module")

@@ -279,8 +279,10 @@ def test_the_deployed_artifact_serves_invoke_through_the_toolkit(
 
     classes = json.loads((model_dir / "classes.json").read_text())
     image = next((tiny_dataset / "test").rglob("*.jpg"))
-    container = ToolkitContainer(model_dir)
-    with SageMakerRuntimeServer({"dogs-real": container}) as server:
+    with (
+        ToolkitContainer(model_dir) as container,
+        SageMakerRuntimeServer({"dogs-real": container}) as server,
+    ):
         monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", server.url)
         run = run_launch("invoke", str(image), "--endpoint-name", "dogs-real", "--top-k", "3")
     assert run.rc == 0, run.err

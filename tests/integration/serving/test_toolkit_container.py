@@ -23,7 +23,8 @@ from local.model_container import ToolkitContainer, WorkerFailed, WorkerPool
 
 @pytest.fixture(scope="module")
 def container(trained_artifact):
-    return ToolkitContainer(trained_artifact)
+    with ToolkitContainer(trained_artifact) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
