@@ -17,7 +17,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from classify_upload.clients import Clients
-from classify_upload.endpoint import Prediction, RetryPolicy, invoke_endpoint
+from classify_upload.endpoint import Deadline, Prediction, RetryPolicy, invoke_endpoint
 from classify_upload.errors import (
     OBJECT_ARCHIVED_CODES,
     OBJECT_GONE_CODES,
@@ -32,8 +32,7 @@ from classify_upload.events import (
     is_folder_marker,
     is_test_event,
     is_under_prefix,
-    reprocess_request,
-    uploaded_objects,
+    message_objects,
 )
 from classify_upload.images import RequestBody, fit_request
 from classify_upload.settings import Settings
@@ -85,6 +84,12 @@ def classify_storage_error(exc: Exception, what: str) -> UploadFailure:
             return PermanentFailure("ObjectNotFound", f"{error.code}: {error.message}")
         if what == "object" and error.code in OBJECT_ARCHIVED_CODES:
             return PermanentFailure("ObjectArchived", error.message)
+        if what == "object" and error.object_encrypted():
+            return PermanentFailure(
+                "ObjectEncrypted",
+                f"the object is encrypted with a key this function cannot use "
+                f"({error.code}: {error.message})",
+            )
         # A code no table names, after botocore's own retries: keep the event rather than guess.
         failure_class = error.failure_class() or TransientFailure
         return failure_class(error.error_type, f"{what}: {error.message}")
@@ -184,14 +189,23 @@ def classify_object(
     request_id: str,
     policy: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
 ) -> ObjectOutcome:
     """Read, (downscale,) predict and record one object. Raises only transient/config failures,
-    and ``ObjectSuperseded`` for a reprocess request whose version is no longer current."""
+    and ``ObjectSuperseded`` for a reprocess request whose version is no longer current.
+
+    An object is not started unless ``deadline`` leaves time for one endpoint call and its write.
+    """
+    deadline = deadline or Deadline.unlimited()
+    if not deadline.allows_call():
+        raise deadline.exceeded("object not started")
     trace = _Trace()
     try:
         body = _read_body(clients.s3, obj, settings.max_object_bytes, trace)
         request = _fit(body, settings.max_request_bytes, trace)
-        prediction = _predict(clients.sagemaker_runtime, settings, request, policy, sleep, trace)
+        prediction = _predict(
+            clients.sagemaker_runtime, settings, request, policy, sleep, trace, deadline
+        )
         item = predicted_item(
             obj,
             prediction,
@@ -246,6 +260,7 @@ def _predict(
     policy: RetryPolicy,
     sleep: Callable[[float], None],
     trace: _Trace,
+    deadline: Deadline,
 ) -> Prediction:
     with trace.timed("invoke_endpoint"):
         prediction = invoke_endpoint(
@@ -257,6 +272,7 @@ def _predict(
             policy,
             sleep=sleep,
             on_retry=_log_retry,
+            deadline=deadline,
         )
     trace.attempts = prediction.attempts
     return prediction
@@ -291,12 +307,6 @@ def _failed_item(
     )
 
 
-def objects_of(body: dict[str, Any]) -> list[UploadedObject]:
-    """The objects a message body names: a reprocess request's one, or an S3 event's records."""
-    requested = reprocess_request(body)
-    return [requested] if requested is not None else uploaded_objects(body)
-
-
 def classify_event(
     event: dict[str, Any],
     settings: Settings,
@@ -304,17 +314,19 @@ def classify_event(
     request_id: str,
     policy: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
 ) -> EventSummary:
     """Process every object of one message body (an S3 event or a reprocess request).
 
     Transient/config failures are collected, not raised, so the other records still get their
-    items; the caller has the message redelivered if ``retry_later`` is set.
+    items; the caller has the message redelivered if ``retry_later`` is set. A body that names no
+    upload raises ``MessageDropped`` before any object is touched.
     """
     summary = EventSummary(test_event=is_test_event(event))
     if summary.test_event:
         logger.info("s3:TestEvent ignored")
         return summary
-    for obj in objects_of(event):
+    for obj in message_objects(event):
         logger.append_keys(
             s3_bucket=obj.bucket,
             s3_key=obj.key,
@@ -341,7 +353,9 @@ def classify_event(
             continue
         try:
             summary.outcomes.append(
-                classify_object(obj, settings, clients, request_id, policy, sleep=sleep)
+                classify_object(
+                    obj, settings, clients, request_id, policy, sleep=sleep, deadline=deadline
+                )
             )
         except ObjectSuperseded as superseded:
             logger.info("reprocess skipped: %s", superseded)

@@ -18,9 +18,17 @@ STORAGE_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30
 )
 # The endpoint is retried by ``endpoint``'s own loop only: one botocore attempt per call.
-# The container has 60 s to answer, so the read timeout leaves it that plus a margin.
+# SageMaker gives a real-time (or serverless) container 60 s to answer; the read timeout leaves it
+# that plus a margin for the network. These constants are the one source of the call's bound: the
+# handler's deadline (``endpoint.Deadline``) starts an endpoint call only if this much time is left.
+MODEL_ANSWER_LIMIT_S = 60
+ENDPOINT_CONNECT_TIMEOUT_S = 5
+ENDPOINT_READ_TIMEOUT_S = MODEL_ANSWER_LIMIT_S + 10
+ENDPOINT_CALL_MAX_S = ENDPOINT_CONNECT_TIMEOUT_S + ENDPOINT_READ_TIMEOUT_S
 ENDPOINT_CONFIG = Config(
-    retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=70
+    retries={"mode": "standard", "total_max_attempts": 1},
+    connect_timeout=ENDPOINT_CONNECT_TIMEOUT_S,
+    read_timeout=ENDPOINT_READ_TIMEOUT_S,
 )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from classify_upload.clients import ENDPOINT_CALL_MAX_S
 from classify_upload.errors import (
     TRANSIENT_MODEL_STATUSES,
     ConfigurationFailure,
@@ -54,6 +55,48 @@ class RetryPolicy:
         """Seconds to wait before retry ``retry_number`` (1-based): uniform in [0, cap]."""
         cap = min(self.max_delay_s, self.base_delay_s * 2 ** (retry_number - 1))
         return rng() * cap
+
+
+# Kept back from the invocation's time for what comes after the last endpoint call: the item's
+# write (DynamoDB, milliseconds as a rule; botocore retries a slow one) and the batch's response.
+WRITE_RESERVE_S = 20.0
+DEADLINE_EXCEEDED = "DeadlineExceeded"
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The end of the invocation, read from ``remaining_ms`` (Lambda's
+    ``context.get_remaining_time_in_millis``, or a test's clock).
+
+    An endpoint call, or a backoff sleep and the call after it, is started only if it ends, at its
+    longest (``call_max_s``: the client's connect plus read timeout), ``reserve_s`` before the
+    function's timeout. So a slow endpoint makes a message give up and come back, never makes the
+    function time out and lose the batch's response.
+    """
+
+    remaining_ms: Callable[[], float]
+    reserve_s: float = WRITE_RESERVE_S
+    call_max_s: float = ENDPOINT_CALL_MAX_S
+
+    @classmethod
+    def unlimited(cls) -> Deadline:
+        return cls(lambda: math.inf)
+
+    def left_s(self) -> float:
+        """Seconds left for work, the reserve already taken off."""
+        return self.remaining_ms() / 1000.0 - self.reserve_s
+
+    def allows_call(self, wait_s: float = 0.0) -> bool:
+        """Whether waiting ``wait_s`` and then the longest endpoint call still end in time."""
+        return self.left_s() >= wait_s + self.call_max_s
+
+    def exceeded(self, what: str) -> TransientFailure:
+        """The failure of work not started for lack of time (the message comes back)."""
+        return TransientFailure(
+            DEADLINE_EXCEEDED,
+            f"{what}: {self.left_s() + self.reserve_s:.0f} s of the invocation left, one endpoint "
+            f"call takes up to {self.call_max_s:.0f} s and {self.reserve_s:.0f} s are kept back",
+        )
 
 
 @dataclass(frozen=True)
@@ -168,8 +211,16 @@ def invoke_endpoint(
     policy: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
     on_retry: Callable[[UploadFailure, int, float], None] | None = None,
+    deadline: Deadline | None = None,
 ) -> Prediction:
-    """InvokeEndpoint with retries on transient errors only; raises a typed ``UploadFailure``."""
+    """InvokeEndpoint with retries on transient errors only; raises a typed ``UploadFailure``.
+
+    Retries stop at ``policy.max_attempts`` or when ``deadline`` leaves no time for the backoff
+    and one more call, whichever comes first; either way the last transient failure is raised.
+    """
+    deadline = deadline or Deadline.unlimited()
+    if not deadline.allows_call():
+        raise deadline.exceeded("endpoint call not started")
     attempt = 0
     while True:
         attempt += 1
@@ -187,6 +238,12 @@ def invoke_endpoint(
             if not isinstance(failure, TransientFailure) or attempt >= policy.max_attempts:
                 raise failure from exc
             delay = policy.delay(attempt)
+            if not deadline.allows_call(delay):
+                raise TransientFailure(
+                    failure.error_type,
+                    f"{failure.message} (no retry after attempt {attempt}: "
+                    f"{deadline.exceeded('out of time').message})",
+                ) from exc
             if on_retry is not None:
                 on_retry(failure, attempt, delay)
             sleep(delay)

@@ -1,7 +1,8 @@
 """The three ways one uploaded object can fail, decided once where the error is raised.
 
-``PermanentFailure``: retrying cannot help (not an image, zero bytes, the object is gone, the model
-rejected the input). The object ends as a ``FAILED`` item; the invocation still succeeds.
+``PermanentFailure``: retrying cannot help (not an image, zero bytes, the object is gone or
+encrypted with a key this function cannot use, the model rejected the input). The object ends as a
+``FAILED`` item; the invocation still succeeds.
 
 ``TransientFailure``: the same request may succeed later (throttling, 5xx, timeouts, connection
 errors). Retried with backoff inside the invocation; if it persists the message is reported
@@ -13,14 +14,17 @@ Every upload would fail the same way, so it is neither written as a ``FAILED`` i
 blame good images) nor retried inside the invocation; the message fails at once, the alarms fire,
 and the messages wait in the dead-letter queue for a redrive once the stack is fixed.
 
+A message that names no upload at all is none of these: it is dropped (``MessageDropped``).
+
 Which AWS error code means which class is decided here, one table per meaning, for every service
 the function calls (S3, DynamoDB, the SageMaker runtime). ``classify.classify_storage_error`` and
-``endpoint.classify_endpoint_error`` add only what is particular to their calls: a missing or
-archived object, the model's own answer, an unknown endpoint.
+``endpoint.classify_endpoint_error`` add only what is particular to their calls: a missing,
+archived or unreadably encrypted object, the model's own answer, an unknown endpoint.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
@@ -44,8 +48,9 @@ TRANSIENT_CODES = frozenset(
     }
 )
 # "This deployment is wrong": a role without a permission, a missing table, bad credentials.
-# Retrying or blaming the image cannot help. Both KMS spellings are real: S3 answers for SSE-KMS
-# objects with ``KMS.*`` codes, SageMaker and other services with ``KMSAccessDeniedException``.
+# Retrying or blaming the image cannot help. Both KMS spellings are real: S3 answers with ``KMS.*``
+# codes, SageMaker and other services with ``KMSAccessDeniedException``. (From GetObject, a KMS
+# code is about the object's own key instead: ``OBJECT_ENCRYPTED_CODES`` below.)
 CONFIGURATION_CODES = frozenset(
     {
         "AccessDenied",
@@ -58,6 +63,36 @@ CONFIGURATION_CODES = frozenset(
         "ResourceNotFoundException",
         "ValidationException",
     }
+)
+# The object is encrypted in a way this function cannot read: no retry and no redeploy of this
+# stack makes that upload readable, so it is a FAILED item that says so (``ObjectEncrypted``).
+# Only GetObject's answers are read this way (``classify.classify_storage_error``); the same KMS
+# codes from DynamoDB or SageMaker stay configuration (the stack's own key). What S3 answers:
+# - SSE-C, read without the customer's key: 400 ``InvalidRequest``, "The object was stored using a
+#   form of Server Side Encryption. The correct parameters must be provided to retrieve the object."
+#   (the S3 answer quoted in minio/minio#4894); other ``InvalidRequest`` messages are not this.
+# - SSE-KMS with a key that is disabled, pending deletion or gone: ``KMS.DisabledException``,
+#   ``KMS.KMSInvalidStateException``, ``KMS.NotFoundException`` (aws/aws-cli#4507,
+#   localstack/localstack#8422), and ``KMS.AccessDeniedException`` for a key policy that refuses.
+# - A role without ``kms:Decrypt``: 403 ``AccessDenied``, the message naming KMS ("... not
+#   authorized to perform: kms:Decrypt ..."). A bare "Access Denied" cannot be told from a missing
+#   ``s3:GetObject`` (boto/boto3#2952), so it stays configuration.
+OBJECT_ENCRYPTED_CODES = frozenset(
+    {
+        "KMS.AccessDeniedException",
+        "KMS.DisabledException",
+        "KMS.KMSInvalidStateException",
+        "KMS.NotFoundException",
+    }
+)
+SSE_C_CODE = "InvalidRequest"
+SSE_C_MESSAGE = re.compile(r"server[- ]side encryption", re.IGNORECASE)
+KMS_ACCESS_DENIED_CODE = "AccessDenied"
+# KMS named as S3 names it: the action, the key, the ciphertext. Not a bare "kms", which a bucket's
+# or key's name in the message may hold.
+KMS_MESSAGE = re.compile(
+    r"\bkms:[A-Za-z]|\bKMS key\b|ciphertext|customer master key|Key Management Service",
+    re.IGNORECASE,
 )
 # HTTP statuses that decide when the code is in neither table above.
 TRANSIENT_STATUSES = frozenset({429})  # and every 5xx
@@ -93,6 +128,16 @@ class MessageFailed(Exception):
     ``batchItemFailures``; the other messages of the batch are not affected)."""
 
 
+class MessageDropped(ValueError):
+    """A queue message that names no upload (not JSON, neither an S3 event nor a complete reprocess
+    request, a sequencer S3 could not have written): logged, counted, consumed, never retried,
+    since a redelivery would be the same bytes. ``reason`` says which rule it broke."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class ServiceError:
     """What decides a botocore ``ClientError``'s class: its code, message and HTTP status."""
@@ -114,6 +159,14 @@ class ServiceError:
     def error_type(self) -> str:
         """The code, or the status when a service answered without one (a bare HTTP error)."""
         return self.code or f"HTTP{self.status}"
+
+    def object_encrypted(self) -> bool:
+        """GetObject refused because of how the object is encrypted (``OBJECT_ENCRYPTED_CODES``)."""
+        if self.code in OBJECT_ENCRYPTED_CODES:
+            return True
+        if self.code == SSE_C_CODE:
+            return bool(SSE_C_MESSAGE.search(self.message))
+        return self.code == KMS_ACCESS_DENIED_CODE and bool(KMS_MESSAGE.search(self.message))
 
     def failure_class(self) -> type[UploadFailure] | None:
         """Transient or configuration, by code first and then by status. None when neither says:

@@ -4,6 +4,14 @@ The event is a batch of SQS messages from the upload queue's event source mappin
 is processed on its own (Powertools' batch utility); a message whose objects need a retry is
 reported in ``batchItemFailures``, so only it comes back after the queue's visibility timeout
 (and, after ``maxReceiveCount`` receives, goes to the dead-letter queue), never its neighbours.
+
+A message that names no upload is dropped: one log line with the reason, the ``DroppedMessages``
+metric, and the message is consumed (a redelivery would carry the same bytes).
+
+The invocation's remaining time is a deadline (``endpoint.Deadline``): a message, an object, an
+endpoint call or a backoff sleep is started only if it can end, at its longest, with time kept back
+for the item's write. What does not fit is reported failed and comes back; the function never runs
+into its timeout with finished messages in the batch, whose partial response would then be lost.
 """
 
 from __future__ import annotations
@@ -25,8 +33,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from classify_upload.classify import EventSummary, classify_event
 from classify_upload.clients import Clients, make_clients
-from classify_upload.endpoint import RetryPolicy
-from classify_upload.errors import MessageFailed
+from classify_upload.endpoint import Deadline, RetryPolicy
+from classify_upload.errors import MessageDropped, MessageFailed
 from classify_upload.settings import Settings
 from classify_upload.table import STATUS_FAILED, STATUS_PREDICTED
 
@@ -37,10 +45,6 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 SETTINGS = Settings.from_env()
 RETRY_POLICY = RetryPolicy()
-# A message is started only while this much of the function's time is left: one endpoint call
-# (60 s read timeout) plus S3 and DynamoDB. The rest of the batch is reported failed unstarted
-# and comes back after the visibility timeout, instead of the whole batch dying in a timeout.
-TIME_RESERVE_MS = 90_000
 
 
 @functools.cache
@@ -54,7 +58,7 @@ class BatchTotals:
     """What one invocation's messages came to (metrics and the closing log line)."""
 
     summaries: list[EventSummary] = field(default_factory=list)
-    dropped: int = 0  # message bodies that are neither an S3 event nor a reprocess request
+    dropped: int = 0  # messages that name no upload (``MessageDropped``)
 
     def count(self, status: str) -> int:
         return sum(s.count(status) for s in self.summaries)
@@ -81,13 +85,18 @@ def retry_reason(summary: EventSummary) -> str:
     return f"{len(summary.retry_later)} object(s) need a retry, first {key!r}: {first}"
 
 
-def process_body(body: dict[str, Any], request_id: str, totals: BatchTotals) -> EventSummary:
-    """One message body → its items; raises ``MessageFailed`` if any object needs a retry.
+def process_body(
+    body: dict[str, Any], request_id: str, totals: BatchTotals, deadline: Deadline
+) -> EventSummary:
+    """One message body → its items; raises ``MessageFailed`` if any object needs a retry, and
+    ``MessageDropped`` (before any object is read) if the body names no upload.
 
     The other objects' items are written first; a redelivery of the message is safe, since the
     sequencer condition turns their repeats into no-ops.
     """
-    summary = classify_event(body, SETTINGS, get_clients(), request_id, RETRY_POLICY)
+    summary = classify_event(
+        body, SETTINGS, get_clients(), request_id, RETRY_POLICY, deadline=deadline
+    )
     totals.summaries.append(summary)
     if summary.retry_later:
         raise MessageFailed(retry_reason(summary))
@@ -97,19 +106,33 @@ def process_body(body: dict[str, Any], request_id: str, totals: BatchTotals) -> 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext, totals: BatchTotals) -> None:
     """One message (Powertools calls it per record; raising marks only this message failed)."""
     logger.append_keys(message_id=record.message_id)
+    deadline = Deadline(lambda_context.get_remaining_time_in_millis)
     try:
-        if lambda_context.get_remaining_time_in_millis() < TIME_RESERVE_MS:
-            raise MessageFailed("not started: too little of the function's time left")
+        if not deadline.allows_call():
+            raise MessageFailed(deadline.exceeded("message not started").message)
         try:
-            body = json.loads(record.body)
-        except ValueError:
+            process_body(parse_body(record.body), lambda_context.aws_request_id, totals, deadline)
+        except MessageDropped as dropped:
             # Only S3 and `classify_ops reprocess` send here; anything else names no upload.
-            logger.error("message body is not JSON; dropped", extra={"body": record.body[:200]})
+            logger.error(
+                "message names no upload; dropped",
+                extra={
+                    "reason": dropped.reason,
+                    "message_id": record.message_id,
+                    "body": record.body[:200],
+                },
+            )
             totals.dropped += 1
-            return
-        process_body(body, lambda_context.aws_request_id, totals)
     finally:
         logger.remove_keys(["message_id"])
+
+
+def parse_body(text: str) -> Any:
+    """The message body's JSON; ``MessageDropped`` when it is not JSON."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise MessageDropped(f"the body is not JSON: {exc}") from None
 
 
 def _emit_metrics(totals: BatchTotals) -> None:

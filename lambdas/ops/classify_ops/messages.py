@@ -6,6 +6,8 @@
 Every field but ``run_id`` is copied from the table item exactly as stored (``key`` decoded,
 ``sequencer`` padded): the function classifies the object only if it is still that version and
 writes only over that same upload's item (``classify_upload.events.reprocess_request`` reads it).
+A request names ``version_id`` or ``etag`` (the function drops one with neither: it could not tell
+that version from a newer one), so an item with neither is refused here, before anything is sent.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+from classify_ops.errors import OpsError
 
 SQS_BATCH = 10  # SendMessageBatch's limit
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")
@@ -37,7 +41,15 @@ def valid_run_id(text: str) -> str:
 
 
 def reprocess_message(item: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """The request for one item (as ``selection.select_items`` yields it)."""
+    """The request for one item (as ``selection.select_items`` yields it).
+
+    Raises ``OpsError`` for an item with neither a version id nor an ETag.
+    """
+    if not item.get("version_id") and not item.get("etag"):
+        raise OpsError(
+            f"item {item.get('bucket')}/{item.get('key')} has neither a version id nor an ETag: "
+            "the function would drop its reprocess request (upload the object again instead)"
+        )
     return {
         "reprocess": {
             "run_id": run_id,
@@ -45,7 +57,7 @@ def reprocess_message(item: dict[str, Any], run_id: str) -> dict[str, Any]:
             "key": item["key"],
             "version_id": item.get("version_id") or None,
             "sequencer": item["sequencer"],
-            "etag": item.get("etag", ""),
+            "etag": item.get("etag") or "",
             "size": int(item.get("size") or 0),
             "event_time": item.get("event_time", ""),
         }

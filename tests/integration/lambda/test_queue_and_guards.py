@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from boto3.dynamodb.conditions import Key
 
 from classify_ops.messages import reprocess_message
+from classify_upload.errors import MessageFailed
 from local.sagemaker_runtime import ContainerResponse
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
@@ -261,3 +262,200 @@ def test_the_metrics_are_the_ones_the_failed_ratio_alarm_reads(
         ]
         expected = [1, 0] if name == "Predicted" else [0, 1]
         assert values == expected
+
+
+# -- messages that name no upload ----------------------------------------------------------------
+
+
+def _metric(capsys: Any, name: str) -> int:
+    """The sum of one metric over what the handler printed (Powertools' EMF lines)."""
+    lines = capsys.readouterr().out.splitlines()
+    emitted = [json.loads(line) for line in lines if line.startswith("{") and '"_aws"' in line]
+    values = [m[name] for m in emitted if name in m]
+    return sum(sum(v) if isinstance(v, list) else v for v in values)
+
+
+def test_messages_that_name_no_upload_are_dropped_once_with_a_reason_and_a_metric(
+    deliver, messages, table, stack, container, unique_prefix, make_record, capsys, caplog
+):
+    key = f"{unique_prefix}dog.jpg"
+    complete = reprocess_body(
+        {"bucket": stack.bucket_name, "key": key, "sequencer": "0" * 64, "etag": "e"}
+    )
+    no_version = json.loads(json.dumps(complete))
+    no_version["reprocess"].update(version_id=None, etag="")
+    missing_field = json.loads(json.dumps(complete))
+    del missing_field["reprocess"]["sequencer"]
+    forged = make_record(stack.bucket_name, key, size=10, etag="e", sequencer="Z" * 64)
+    bodies = [
+        {},
+        {"Records": []},
+        {"foo": 1},
+        [1, 2],
+        missing_field,
+        no_version,
+        {"Records": [forged]},
+        "not json {",
+    ]
+    event = messages.event(*bodies)
+    capsys.readouterr()
+
+    response = deliver(event)
+
+    assert response == {"batchItemFailures": []}  # consumed: none of them comes back
+    assert container.calls == []
+    assert item_for(table, stack.bucket_name, key) is None
+    drops = [r for r in caplog.records if r.getMessage() == "message names no upload; dropped"]
+    assert [d.message_id for d in drops] == [r["messageId"] for r in event["Records"]]
+    reasons = [d.reason for d in drops]
+    assert "neither version_id nor etag" in reasons[5]
+    assert "sequencer" in reasons[4] and "sequencer" in reasons[6]
+    assert "not JSON" in reasons[7]
+    assert _metric(capsys, "DroppedMessages") == len(bodies)
+
+
+def test_a_forged_sequencer_cannot_freeze_an_item_against_newer_uploads(
+    upload, invoke, deliver, messages, table, stack, container, unique_prefix, jpeg
+):
+    key = f"{unique_prefix}dog.jpg"
+    invoke({"Records": [upload(key, jpeg(color=(1, 2, 3)))]})
+    # A record S3 could not have written: its sequencer would sort above every real one.
+    forged = upload(key, jpeg(color=(4, 5, 6)), sequencer="F" * 64 + "F")
+    assert deliver(messages.event({"Records": [forged]})) == {"batchItemFailures": []}
+    lower_hex = upload(key, jpeg(color=(7, 8, 9)), sequencer="ZZ" + "0" * 20)
+    assert deliver(messages.event({"Records": [lower_hex]})) == {"batchItemFailures": []}
+
+    genuine = upload(key, jpeg(color=(9, 9, 1)))
+    result = invoke({"Records": [genuine]})
+
+    item = item_for(table, stack.bucket_name, key)
+    assert result["predicted"] == 1
+    assert item["version_id"] == genuine["s3"]["object"]["versionId"]
+    assert len(container.calls) == 2  # the first upload and the genuine one, nothing forged
+
+
+def test_lower_case_sequencers_are_read_as_s3_writes_them(
+    upload, invoke, table, stack, unique_prefix, jpeg
+):
+    key = f"{unique_prefix}dog.jpg"
+    record = upload(key, jpeg(), sequencer="0062f4e7a1b2c3ffff")
+
+    result = invoke({"Records": [record]})
+
+    assert result["predicted"] == 1
+    assert item_for(table, stack.bucket_name, key)["sequencer"].startswith("0062F4E7A1B2C3FFFF")
+
+
+# -- objects the function cannot decrypt ---------------------------------------------------------
+
+
+@pytest.fixture
+def s3_answers(app_module):
+    """Make GetObject answer as AWS does where moto does not (SSE-C, KMS): ``answer(code, status,
+    message)``; the real client parses it and raises its ``ClientError``."""
+    client = app_module.get_clients().s3
+    registered = []
+
+    def answer(code: str, status: int, message: str) -> None:
+        def refuse(**kwargs: Any) -> tuple[Any, dict[str, Any]]:
+            error = {"Error": {"Code": code, "Message": message}}
+            metadata = {"ResponseMetadata": {"HTTPStatusCode": status}}
+            return _HttpStatus(status), error | metadata
+
+        client.meta.events.register("before-call.s3.GetObject", refuse)
+        registered.append(refuse)
+
+    yield answer
+    for handler in registered:
+        client.meta.events.unregister("before-call.s3.GetObject", handler)
+
+
+class _HttpStatus:
+    def __init__(self, status: int) -> None:
+        self.status_code = status
+        self.headers: dict[str, str] = {}
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "message"),
+    [
+        (
+            "InvalidRequest",
+            400,
+            "The object was stored using a form of Server Side Encryption. "
+            "The correct parameters must be provided to retrieve the object.",
+        ),
+        ("KMS.DisabledException", 400, "arn:aws:kms:us-east-1:123456789012:key/k is disabled."),
+        (
+            "AccessDenied",
+            403,
+            "User: arn:aws:sts::123456789012:assumed-role/fn is not authorized to perform: "
+            "kms:Decrypt on the resource associated with this ciphertext",
+        ),
+    ],
+    ids=["sse-c", "kms-disabled", "no-kms-decrypt"],
+)
+def test_an_upload_the_function_cannot_decrypt_becomes_a_failed_item_that_says_so(
+    code, status, message, upload, invoke, s3_answers, table, stack, container, unique_prefix, jpeg
+):
+    key = f"{unique_prefix}secret.jpg"
+    record = upload(key, jpeg())
+    s3_answers(code, status, message)
+
+    result = invoke({"Records": [record]})
+
+    item = item_for(table, stack.bucket_name, key)
+    assert result["failed"] == 1 and result["retry_later"] == []
+    assert item["status"] == "FAILED" and item["error_type"] == "ObjectEncrypted"
+    assert "encrypted" in item["error_message"] and code in item["error_message"]
+    assert container.calls == []
+
+
+def test_a_role_without_s3_get_object_still_fails_the_message_and_blames_no_image(
+    upload, invoke, s3_answers, table, stack, unique_prefix, jpeg
+):
+    key = f"{unique_prefix}dog.jpg"
+    record = upload(key, jpeg())
+    s3_answers("AccessDenied", 403, "Access Denied")
+
+    with pytest.raises(MessageFailed, match="AccessDenied"):
+        invoke({"Records": [record]})
+
+    assert item_for(table, stack.bucket_name, key) is None
+
+
+# -- the deadline --------------------------------------------------------------------------------
+
+
+def test_a_slow_endpoint_fails_what_does_not_fit_and_keeps_what_finished(
+    upload, deliver, messages, table, stack, container, unique_prefix, jpeg, monkeypatch
+):
+    """Each endpoint call takes 60 s of the invocation's clock (the container moves it): the
+    first message finishes, the second gives up its retries, the third is not started."""
+    context = messages.context(remaining_ms=200_000)
+    real_invoke = container.invoke
+
+    def slow_invoke(*args: Any, **kwargs: Any) -> ContainerResponse:
+        context.remaining_ms -= 60_000
+        return real_invoke(*args, **kwargs)
+
+    monkeypatch.setattr(container, "invoke", slow_invoke)
+    busy = jpeg(color=(5, 0, 5))
+    container.script[busy] = ContainerResponse(503, b"worker busy")
+    keys = [f"{unique_prefix}{name}.jpg" for name in ("done", "busy", "late")]
+    bodies = [
+        {"Records": [upload(keys[0], jpeg(color=(1, 0, 1)))]},
+        {"Records": [upload(keys[1], busy)]},
+        {"Records": [upload(keys[2], jpeg(color=(2, 0, 2)))]},
+    ]
+    event = messages.event(*bodies)
+
+    response = deliver(event, context)
+
+    ids = [r["messageId"] for r in event["Records"]]
+    assert response == {"batchItemFailures": [{"itemIdentifier": i} for i in ids[1:]]}
+    assert item_for(table, stack.bucket_name, keys[0])["status"] == "PREDICTED"
+    assert item_for(table, stack.bucket_name, keys[1]) is None
+    assert item_for(table, stack.bucket_name, keys[2]) is None
+    assert len(container.calls) == 2  # 200 s → 140 s → 80 s: no time for a retry or the third
+    assert context.remaining_ms >= 20_000  # time left to answer the batch
