@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
 import importlib.metadata
 import io
 import json
@@ -29,6 +30,57 @@ pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
 
 def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, Any]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == resource_type}
+
+
+# -- a small reader of resource policies ----------------------------------------------------------
+
+
+def _condition_holds(operator: str, key: str, expected: Any, context: dict[str, Any]) -> bool:
+    """IAM's rule for one condition: a negated operator holds when the key is absent."""
+    values = expected if isinstance(expected, list) else [expected]
+    if operator == "Null":
+        return (key not in context) == (str(values[0]).lower() == "true")
+    negated = "Not" in operator
+    if key not in context:
+        return negated
+    actual = context[key]
+    base = operator.replace("Not", "", 1)
+    if base in ("StringEquals", "ArnEquals"):
+        hit = actual in values
+    elif base in ("StringLike", "ArnLike"):
+        hit = any(fnmatch.fnmatchcase(actual, v) for v in values)
+    elif base == "Bool":
+        hit = str(actual).lower() in {str(v).lower() for v in values}
+    else:
+        raise ValueError(f"operator {operator} is not modelled here")
+    return hit != negated
+
+
+def decide(
+    document: dict[str, Any], action: str, principal: tuple[str, str], context: dict[str, Any]
+) -> str:
+    """What a resource policy says of one request: "denied" (an explicit Deny), "allowed" (an
+    Allow, no Deny), or "iam" (neither: a principal of the account gets what its IAM grants).
+
+    ``principal``: ("AWS", the caller's ARN) or ("Service", "s3.amazonaws.com")."""
+    kind, name = principal
+
+    def applies(statement: dict[str, Any]) -> bool:
+        actions = statement["Action"]
+        actions = [actions] if isinstance(actions, str) else actions
+        named = statement["Principal"]
+        if named != "*":
+            names = named.get(kind, [])
+            if name not in ([names] if isinstance(names, str) else names):
+                return False
+        return any(fnmatch.fnmatchcase(action, a) for a in actions) and all(
+            _condition_holds(operator, key, expected, context)
+            for operator, keys in statement.get("Condition", {}).items()
+            for key, expected in keys.items()
+        )
+
+    effects = {s["Effect"] for s in document["Statement"] if applies(s)}
+    return "denied" if "Deny" in effects else "allowed" if "Allow" in effects else "iam"
 
 
 # -- linters -------------------------------------------------------------------------------------
@@ -94,6 +146,11 @@ def test_parameters_and_their_defaults(sam_template):
     assert parameters["MaxObjectBytes"]["Default"] <= memory_bytes // 10
     assert parameters["LowConfidenceThreshold"]["Default"] == 0.5
     assert parameters["AlarmEmail"]["Default"] == ""  # optional
+    # Empty: every IAM principal of the account may send, as before the parameter existed.
+    assert parameters["QueueSenderArns"]["Type"] == "CommaDelimitedList"
+    assert parameters["QueueSenderArns"]["Default"] == ""
+    # CPUUtilization is summed over vCPUs: the default sits below an ml.t2.medium's 2 x 100 %.
+    assert 100 < parameters["EndpointCpuAlarmPercent"]["Default"] < 200
 
 
 # -- deployed into moto --------------------------------------------------------------------------
@@ -185,22 +242,167 @@ def test_only_this_bucket_may_send_to_the_upload_queue(translated):
     policies = resources_of_type(translated, "AWS::SQS::QueuePolicy")
     policy = policies["UploadQueuePolicy"]
     assert policy["Properties"]["Queues"] == [{"Ref": "UploadQueue"}]
-    allow, deny = policy["Properties"]["PolicyDocument"]["Statement"]
+    statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    assert list(statements) == [
+        "OnlyThisBucketSendsUploads",
+        "OnlyThisBucketAndOperatorsSend",
+        "OnlyThisAccountsBucketAndOperatorsSend",
+        "DenyInsecureTransport",
+    ]
+    allow = statements["OnlyThisBucketSendsUploads"]
     assert allow["Effect"] == "Allow"
     assert allow["Principal"] == {"Service": "s3.amazonaws.com"}
     assert allow["Action"] == "sqs:SendMessage"
     assert allow["Resource"] == {"Fn::GetAtt": ["UploadQueue", "Arn"]}
-    source_arn = allow["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Sub"]
+    source_arn = allow["Condition"]["ArnEquals"]["aws:SourceArn"]
     bucket_name = translated["Resources"]["UploadBucket"]["Properties"]["BucketName"]["Fn::Sub"]
     # The bucket's own computed name, same variables: this bucket and no other.
-    assert source_arn[0] == "arn:${AWS::Partition}:s3:::" + bucket_name[0]
-    assert source_arn[1] == bucket_name[1]
+    assert source_arn["Fn::Sub"][0] == "arn:${AWS::Partition}:s3:::" + bucket_name[0]
+    assert source_arn["Fn::Sub"][1] == bucket_name[1]
     assert allow["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    # Two Denies on SendMessage alone (receiving is the function's IAM's business), one per key S3
+    # sets, each waived for the named principals: the parameter, or the whole account.
+    senders = {
+        "Fn::If": [
+            "HasQueueSenders",
+            {"Ref": "QueueSenderArns"},
+            [{"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:*"}],
+        ]
+    }
+    by_bucket = statements["OnlyThisBucketAndOperatorsSend"]
+    by_account = statements["OnlyThisAccountsBucketAndOperatorsSend"]
+    for deny in (by_bucket, by_account):
+        assert (deny["Effect"], deny["Principal"], deny["Action"]) == (
+            "Deny",
+            "*",
+            "sqs:SendMessage",
+        )
+        assert deny["Resource"] == {"Fn::GetAtt": ["UploadQueue", "Arn"]}
+        assert deny["Condition"]["ArnNotLike"] == {"aws:PrincipalArn": senders}
+    assert by_bucket["Condition"]["ArnNotEquals"] == {"aws:SourceArn": source_arn}
+    assert by_account["Condition"]["StringNotEquals"] == allow["Condition"]["StringEquals"]
+    assert translated["Conditions"]["HasQueueSenders"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "QueueSenderArns"}]}, ""]}]
+    }
+    deny = statements["DenyInsecureTransport"]
     assert deny["Effect"] == "Deny"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     # The dead-letter queue: nobody is allowed anything beyond the account's own IAM; TLS only.
     (dead_deny,) = policies["DeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert dead_deny == {**deny, "Resource": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
+
+
+OPERATOR_ROLE = f"arn:aws:iam::{ACCOUNT}:role/dog-breeds-ops-reprocess"
+OTHER_ROLE = f"arn:aws:iam::{ACCOUNT}:role/some-application"
+
+
+def _iam_caller(role_arn: str, **context: Any) -> tuple[tuple[str, str], dict[str, Any]]:
+    """A role session's request: the session's ARN as principal, the role's as aws:PrincipalArn."""
+    session = role_arn.replace(":iam::", ":sts::").replace(":role/", ":assumed-role/") + "/cli"
+    return ("AWS", session), {
+        "aws:PrincipalArn": role_arn,
+        "aws:PrincipalAccount": role_arn.split(":")[4],
+        "aws:SecureTransport": "true",
+        **context,
+    }
+
+
+def _s3_delivery(bucket_arn: str, account: str = ACCOUNT) -> tuple[tuple[str, str], dict]:
+    return ("Service", "s3.amazonaws.com"), {
+        "aws:SourceArn": bucket_arn,
+        "aws:SourceAccount": account,
+        "aws:SecureTransport": "true",
+    }
+
+
+def _upload_queue_requests(deployed) -> dict[str, tuple[tuple[str, str], dict[str, Any]]]:
+    bucket_arn = f"arn:aws:s3:::{deployed.bucket_name}"
+    return {
+        "this bucket's notification": _s3_delivery(bucket_arn),
+        "another bucket's notification": _s3_delivery("arn:aws:s3:::someone-elses-bucket"),
+        "a bucket of that name in another account": _s3_delivery(bucket_arn, "999999999999"),
+        "reprocess by the ops role": _iam_caller(OPERATOR_ROLE),
+        # The move task sends as the identity that started it (see the template's comment).
+        "redrive started by the ops role": _iam_caller(
+            OPERATOR_ROLE, **{"aws:CalledVia": ["sqs.amazonaws.com"], "aws:ViaAWSService": "true"}
+        ),
+        "redrive started by another role": _iam_caller(
+            OTHER_ROLE, **{"aws:CalledVia": ["sqs.amazonaws.com"], "aws:ViaAWSService": "true"}
+        ),
+        "the named user": (
+            ("AWS", f"arn:aws:iam::{ACCOUNT}:user/alice"),
+            {
+                "aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:user/alice",
+                "aws:SecureTransport": "true",
+            },
+        ),
+        "another role of the account": _iam_caller(OTHER_ROLE),
+        "the account root": (
+            ("AWS", f"arn:aws:iam::{ACCOUNT}:root"),
+            {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:root", "aws:SecureTransport": "true"},
+        ),
+        "a role of another account": _iam_caller("arn:aws:iam::999999999999:role/dog-breeds-ops-x"),
+        "the ops role without TLS": _iam_caller(OPERATOR_ROLE, **{"aws:SecureTransport": "false"}),
+    }
+
+
+def _upload_queue_policy(deployed, resolve_deployed, **overrides: str) -> dict[str, Any]:
+    """The upload queue's policy document as AWS would hold it for the deployed stack."""
+    (policy,) = [
+        r
+        for r in resources_of_type(deployed.translated_template, "AWS::SQS::QueuePolicy").values()
+        if r["Properties"]["Queues"] == [{"Ref": "UploadQueue"}]
+    ]
+    return resolve_deployed(**overrides)(policy["Properties"]["PolicyDocument"])
+
+
+def test_with_operators_named_only_they_and_the_bucket_may_send_to_the_upload_queue(
+    deployed, resolve_deployed
+):
+    # The stack is deployed with QueueSenderArns = role/dog-breeds-ops-*, user/alice.
+    assert deployed.parameters["QueueSenderArns"].startswith(f"arn:aws:iam::{ACCOUNT}:role/")
+    document = _upload_queue_policy(deployed, resolve_deployed)
+    requests = _upload_queue_requests(deployed)
+    verdicts = {name: decide(document, "sqs:SendMessage", *r) for name, r in requests.items()}
+    assert verdicts == {
+        "this bucket's notification": "allowed",
+        "another bucket's notification": "denied",
+        "a bucket of that name in another account": "denied",
+        "reprocess by the ops role": "iam",  # its own IAM policy must allow sqs:SendMessage
+        "redrive started by the ops role": "iam",
+        "redrive started by another role": "denied",
+        "the named user": "iam",
+        "another role of the account": "denied",
+        "the account root": "denied",
+        "a role of another account": "denied",
+        "the ops role without TLS": "denied",
+    }
+    # Only sending is restricted: the function still consumes with its role's permissions.
+    function_role = deployed.function_configuration["Role"]
+    principal, context = _iam_caller(function_role)
+    assert decide(document, "sqs:ReceiveMessage", principal, context) == "iam"
+    assert decide(document, "sqs:SendMessage", principal, context) == "denied"
+
+
+def test_by_default_the_account_s_principals_may_still_send_and_no_one_else(
+    deployed, resolve_deployed
+):
+    document = _upload_queue_policy(deployed, resolve_deployed, QueueSenderArns="")
+    requests = _upload_queue_requests(deployed)
+    verdicts = {name: decide(document, "sqs:SendMessage", *r) for name, r in requests.items()}
+    assert verdicts == {
+        "this bucket's notification": "allowed",
+        "another bucket's notification": "denied",
+        "a bucket of that name in another account": "denied",
+        "reprocess by the ops role": "iam",
+        "redrive started by the ops role": "iam",
+        "redrive started by another role": "iam",
+        "the named user": "iam",
+        "another role of the account": "iam",
+        "the account root": "iam",
+        "a role of another account": "denied",
+        "the ops role without TLS": "denied",
+    }
 
 
 def test_role_grants_exactly_what_the_function_needs(deployed, aws):
@@ -296,7 +498,7 @@ def test_the_bucket_notifies_the_queue_of_uploads_under_the_prefix(translated):
     assert "s3:PutObject" not in actions
 
 
-def test_the_bucket_is_private_encrypted_and_tls_only(translated, deployed, aws):
+def test_the_bucket_is_private_encrypted_and_tls_only(translated, deployed, aws, resolve_deployed):
     properties = translated["Resources"]["UploadBucket"]["Properties"]
     assert properties["PublicAccessBlockConfiguration"] == {
         "BlockPublicAcls": True,
@@ -308,10 +510,21 @@ def test_the_bucket_is_private_encrypted_and_tls_only(translated, deployed, aws)
     rule = encryption["ServerSideEncryptionConfiguration"]["Rules"][0]
     assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     (policy,) = resources_of_type(translated, "AWS::S3::BucketPolicy").values()
-    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert statement["Effect"] == "Deny" and statement["Principal"] == "*"
-    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    tls, sse_c = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert tls["Effect"] == "Deny" and tls["Principal"] == "*"
+    assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert policy["Properties"]["Bucket"] == {"Ref": "UploadBucket"}
+    # The function could not read an object under a key only the uploader holds.
+    assert (sse_c["Effect"], sse_c["Principal"], sse_c["Action"]) == ("Deny", "*", "s3:PutObject")
+    assert sse_c["Condition"] == {
+        "Null": {"s3:x-amz-server-side-encryption-customer-algorithm": "false"}
+    }
+    document = resolve_deployed()(policy["Properties"]["PolicyDocument"])
+    assert document["Statement"][1]["Resource"] == f"arn:aws:s3:::{deployed.bucket_name}/*"
+    uploader, context = _iam_caller(OTHER_ROLE)
+    assert decide(document, "s3:PutObject", uploader, context) == "iam"
+    sse_c_context = {**context, "s3:x-amz-server-side-encryption-customer-algorithm": "AES256"}
+    assert decide(document, "s3:PutObject", uploader, sse_c_context) == "denied"
 
 
 def test_the_table_is_on_demand_recoverable_encrypted_and_queryable_without_a_scan(
@@ -349,9 +562,11 @@ def test_alarms_watch_errors_dead_letters_backlog_and_the_failed_ratio(translate
         "DeadLetterQueueDepthAlarm",
         "BacklogAgeAlarm",
         "FailedRatioAlarm",
+        *WATCHED,
     }
     for alarm in alarms.values():
-        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        # Told when it fires and when it clears.
+        assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": "AlarmTopic"}]
     errors, dead = alarms["FunctionErrorsAlarm"], alarms["DeadLetterQueueDepthAlarm"]
     assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
     assert errors["Dimensions"] == [
@@ -381,6 +596,178 @@ def test_alarms_watch_errors_dead_letters_backlog_and_the_failed_ratio(translate
     # a topic encrypted with it swallows every alarm notification.
     topic = translated["Resources"]["AlarmTopic"]["Properties"]
     assert topic.get("KmsMasterKeyId") in (None, {"Ref": "AWS::NoValue"})
+
+
+# What each alarm watches, as CloudWatch holds it once deployed: namespace, metric, dimensions
+# (by what they name), statistic, threshold, comparison, missing data.
+WATCHED = {
+    "FunctionErrorsAlarm": ("AWS/Lambda", "Errors", "function", "Sum", 1, ">=", "notBreaching"),
+    "DeadLetterQueueDepthAlarm": (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        "dead-letter queue",
+        "Maximum",
+        1,
+        ">=",
+        "notBreaching",
+    ),
+    "BacklogAgeAlarm": (
+        "AWS/SQS",
+        "ApproximateAgeOfOldestMessage",
+        "upload queue",
+        "Maximum",
+        900,  # BacklogAgeAlarmSeconds' default
+        ">",
+        "notBreaching",
+    ),
+    "EndpointErrorsAlarm": (
+        "AWS/SageMaker",
+        "Invocation5XXErrors",
+        "endpoint",
+        "Sum",
+        1,
+        ">=",
+        "notBreaching",
+    ),
+    # ModelLatency is in microseconds: 10 s, a sixth of the 60 s an invocation may take.
+    "EndpointLatencyAlarm": (
+        "AWS/SageMaker",
+        "ModelLatency",
+        "endpoint",
+        "p99",
+        10_000_000,
+        ">",
+        "notBreaching",
+    ),
+    # Instance metrics come every minute while the endpoint exists: missing is not healthy.
+    "EndpointCpuAlarm": (
+        "/aws/sagemaker/Endpoints",
+        "CPUUtilization",
+        "endpoint",
+        "Average",
+        350,  # the EndpointCpuAlarmPercent deployed
+        ">",
+        "missing",
+    ),
+    "EndpointMemoryAlarm": (
+        "/aws/sagemaker/Endpoints",
+        "MemoryUtilization",
+        "endpoint",
+        "Average",
+        90,
+        ">",
+        "missing",
+    ),
+    "FunctionThrottlesAlarm": (
+        "AWS/Lambda",
+        "Throttles",
+        "function",
+        "Sum",
+        1,
+        ">=",
+        "notBreaching",
+    ),
+    "FunctionDurationAlarm": (
+        "AWS/Lambda",
+        "Duration",
+        "function",
+        "p99",
+        240_000,  # 80 % of the 300 s timeout, in ms (test below)
+        ">",
+        "notBreaching",
+    ),
+    "RetryLaterAlarm": ("DogBreeds", "RetryLater", "service", "Sum", 1, ">=", "notBreaching"),
+    "DroppedMessagesAlarm": (
+        "DogBreeds",
+        "DroppedMessages",
+        "service",
+        "Sum",
+        1,
+        ">=",
+        "notBreaching",
+    ),
+}
+COMPARISONS = {">=": "GreaterThanOrEqualToThreshold", ">": "GreaterThanThreshold"}
+
+
+@pytest.mark.parametrize("name", sorted(WATCHED))
+def test_each_alarm_watches_its_metric_and_tells_the_topic_when_it_fires_and_clears(
+    name, deployed, deployed_alarms
+):
+    namespace, metric, watched, statistic, threshold, comparison, missing = WATCHED[name]
+    alarm = deployed_alarms[name]
+    dimensions = {
+        "function": [{"Name": "FunctionName", "Value": deployed.function_name}],
+        "dead-letter queue": [{"Name": "QueueName", "Value": deployed.dead_letter_queue.name}],
+        "upload queue": [{"Name": "QueueName", "Value": deployed.upload_queue.name}],
+        "endpoint": [
+            {"Name": "EndpointName", "Value": deployed.parameters["EndpointName"]},
+            {"Name": "VariantName", "Value": "AllTraffic"},
+        ],
+        # What Powertools adds to every metric: service = POWERTOOLS_SERVICE_NAME, nothing else.
+        "service": [{"Name": "service", "Value": deployed.environment["POWERTOOLS_SERVICE_NAME"]}],
+    }[watched]
+    if watched == "service":
+        assert namespace == deployed.environment["POWERTOOLS_METRICS_NAMESPACE"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (namespace, metric)
+    assert alarm["Dimensions"] == dimensions
+    if statistic.startswith("p"):
+        assert alarm["ExtendedStatistic"] == statistic and not alarm.get("Statistic")
+    else:
+        assert alarm["Statistic"] == statistic and not alarm.get("ExtendedStatistic")
+    assert alarm["Threshold"] == threshold
+    assert alarm["ComparisonOperator"] == COMPARISONS[comparison]
+    assert alarm["TreatMissingData"] == missing
+    topic = deployed.resources["AlarmTopic"]
+    assert topic.startswith("arn:aws:sns:")
+    assert alarm["AlarmActions"] == alarm["OKActions"] == [topic]
+    assert alarm["Period"] == 300 and alarm["AlarmDescription"]
+
+
+def test_the_failed_ratio_alarm_deploys_and_tells_the_topic_when_it_fires_and_clears(
+    deployed, deployed_alarms
+):
+    alarm = deployed_alarms["FailedRatioAlarm"]
+    topic = deployed.resources["AlarmTopic"]
+    assert alarm["AlarmActions"] == alarm["OKActions"] == [topic]
+    assert [q["Id"] for q in alarm["Metrics"]] == ["failed", "predicted", "ratio"]
+    assert alarm["Threshold"] == 0.5
+
+
+def test_the_duration_alarm_fires_at_four_fifths_of_the_function_s_timeout(
+    deployed, deployed_alarms
+):
+    timeout_ms = deployed.function_configuration["Timeout"] * 1000
+    assert deployed_alarms["FunctionDurationAlarm"]["Threshold"] == 0.8 * timeout_ms
+
+
+def test_the_alarmed_metrics_are_the_ones_the_handler_emits_with_its_only_dimension():
+    source = (REPO_ROOT / "lambdas/classify_upload/classify_upload/handler.py").read_text()
+    tree = ast.parse(source)
+    (emit,) = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.name == "_emit_metrics"
+    ]
+    emitted = {
+        element.elts[0].value
+        for element in ast.walk(emit)
+        if isinstance(element, ast.Tuple)
+        and element.elts
+        and isinstance(element.elts[0], ast.Constant)
+        and isinstance(element.elts[0].value, str)
+    }
+    own = {metric for namespace, metric, *_ in WATCHED.values() if namespace == "DogBreeds"}
+    assert own == {"RetryLater", "DroppedMessages"}
+    assert own | {"Failed", "Predicted"} <= emitted  # FailedRatioAlarm's two
+    # Metrics() with no arguments and no add_dimension: "service" is the only dimension.
+    (constructed,) = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Metrics"
+    ]
+    assert not constructed.args and not constructed.keywords
+    assert "add_dimension" not in source and "default_dimensions" not in source
 
 
 def test_an_alarm_email_is_subscribed_only_when_given(translated):
