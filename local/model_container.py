@@ -73,6 +73,7 @@ class ToolkitContainer:
         self._results: Any = None
         self._buffer = b""
         self.restarts = 0
+        self.requests = 0  # requests this container answered (each worker's share of a pool's)
         # The exit status of the last worker process stopped: 0 when it ended as asked.
         self.last_exit_code: int | None = None
         self._start()
@@ -175,6 +176,7 @@ class ToolkitContainer:
             "custom_attributes": custom_attributes,
         }
         with self._lock:
+            self.requests += 1
             if not self.ping():
                 self.restarts += 1
                 self._start()

@@ -111,7 +111,8 @@ def test_a_move_task_returns_dead_letters_to_their_queue_as_new_messages(sqs, qu
 
 
 def test_only_one_task_runs_per_source_queue_and_a_running_one_can_be_cancelled(sqs, queues):
-    dead_letter(sqs, queues, 3)
+    # At one message a second, ten keep the task running for about ten seconds.
+    dead_letter(sqs, queues, 10)
     handle = sqs.start_message_move_task(
         SourceArn=queues["dlq_arn"],
         DestinationArn=queues["source_arn"],
@@ -130,14 +131,16 @@ def test_only_one_task_runs_per_source_queue_and_a_running_one_can_be_cancelled(
     assert [t["Status"] for t in running] == ["RUNNING"]
     assert running[0]["TaskHandle"] == handle
     assert running[0]["MaxNumberOfMessagesPerSecond"] == 1
-    assert moved_before < 3
-    time.sleep(1.2)
-    task = sqs.list_message_move_tasks(SourceArn=queues["dlq_arn"])["Results"][0]
+    # Once the task has ended (its state, waited for), nothing moves after the cancel.
+    task = wait_until_done(sqs, queues["dlq_arn"])
     assert task["Status"] == "CANCELLED"
-    assert task["ApproximateNumberOfMessagesMoved"] == moved_before  # nothing moved after cancel
-    # Once it ended, a new task may start.
+    assert task["ApproximateNumberOfMessagesMoved"] == moved_before
+    assert len(drain(sqs, queues["source"])) == moved_before
+    # Once it ended, a new task may start, and moves the rest: none lost.
     sqs.start_message_move_task(SourceArn=queues["dlq_arn"])
     assert wait_until_done(sqs, queues["dlq_arn"])["Status"] == "COMPLETED"
+    assert len(drain(sqs, queues["source"])) == 10 - moved_before
+    assert not drain(sqs, queues["dlq"])
 
 
 def test_the_source_must_be_a_dead_letter_queue_and_must_exist(sqs, queues):

@@ -63,7 +63,8 @@ def test_an_empty_dead_letter_queue_has_nothing_to_redrive(clean, ops):
 
 
 def test_a_running_redrive_is_reported_and_followed_not_started_twice(clean, ops):
-    fill_dead_letter_queue(clean, 3)
+    # At two a second, ten messages keep the first task running for about five seconds.
+    fill_dead_letter_queue(clean, 10)
     first = ops("redrive", "--no-wait", "--max-per-second", "2")
     running_before = [t for t in tasks(clean) if t["Status"] == "RUNNING"]
 
@@ -73,12 +74,12 @@ def test_a_running_redrive_is_reported_and_followed_not_started_twice(clean, ops
     assert len(running_before) == 1
     assert second[0] == 0
     assert "already running" in second[1]
-    assert "redrive completed: 3/3 moved" in second[1]
+    assert "redrive completed: 10/10 moved" in second[1]
     started = [
         t for t in tasks(clean) if t["StartedTimestamp"] == running_before[0]["StartedTimestamp"]
     ]
     assert len(started) == 1 and started[0]["Status"] == "COMPLETED"
-    assert len(drain(clean.client("sqs"), clean.upload_queue)) == 3
+    assert len(drain(clean.client("sqs"), clean.upload_queue)) == 10
 
 
 def test_ctrl_c_while_following_stops_watching_in_one_line_and_exits_130(clean):

@@ -170,11 +170,9 @@ def test_a_worker_pool_is_that_many_processes_each_with_its_share_of_the_cores(
     body = test_images[0].read_bytes()
     with WorkerPool(packaged_model, 2, log_path=log) as pool:
         pids = {worker._proc.pid for worker in pool.workers}
-        busy: set[int] = set()
 
         def invoke(_: int) -> tuple[int, bytes]:
             answer = pool.invoke(body, "image/jpeg")
-            busy.update(w._proc.pid for w in pool.workers if w._lock.locked())
             return answer.status, answer.body
 
         with ThreadPoolExecutor(max_workers=4) as clients:
@@ -183,7 +181,9 @@ def test_a_worker_pool_is_that_many_processes_each_with_its_share_of_the_cores(
     assert len(pids) == 2
     assert {status for status, _ in answers} == {200}
     assert len({answer for _, answer in answers}) == 1  # the same model in both
-    assert busy == pids  # both workers served
+    # Both workers served: idle workers queue first in, first out, so each takes its turn.
+    served = [worker.requests for worker in pool.workers]
+    assert sum(served) == 12 and min(served) > 0, served
     loaded = RUNTIME_LINE.findall(log.read_text())
     assert [int(threads) for _, threads in loaded] == [max(1, available_cpus() // 2)] * 2
 
