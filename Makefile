@@ -21,7 +21,7 @@ REQUIREMENTS := requirements/dev.txt lambdas/classify_upload/requirements.txt \
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install test test-fast lint format demo local bench parity validate build deploy clean
+.PHONY: help install test test-fast lint format demo local bench hostile parity validate build deploy clean
 
 help:
 	@echo "make demo    train a small model, run the whole system offline, print the results"
@@ -29,6 +29,7 @@ help:
 	@echo "make test    lint, then the test suite (installs into .venv first)"
 	@echo "make test-fast   the unit tests only (seconds)"
 	@echo "make bench   CPU serving benchmark: eager PyTorch vs the served path (JSON)"
+	@echo "make hostile   peak memory per request for hostile images, endpoint and function (JSON)"
 	@echo "make parity  train and serve in the SageMaker images' Python 3.12 runtimes (.venv/parity, GBs)"
 	@echo "make deploy  sam build + sam deploy --guided (the SAM CLI goes into .venv/tools/sam)"
 	@echo "make redrive STACK=...    move the dead-letter queue's messages back to the upload queue"
@@ -106,6 +107,9 @@ reprocess: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) tests/benchmarks/bench_serving.py $(ARGS)
+
+hostile: $(STAMP)
+	$(PY) tests/benchmarks/bench_hostile.py $(ARGS)
 
 # Not part of `make test`: the first run downloads several GB (PyPI's torch is the CUDA build).
 parity: $(STAMP)

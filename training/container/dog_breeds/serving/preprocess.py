@@ -6,6 +6,11 @@ The reference is torchvision's ``Resize(resize_size)`` → ``CenterCrop(image_si
 with PIL (torchvision's PIL resize *is* ``Image.resize(..., BILINEAR)``) and one fused numpy pass
 for scaling and normalisation, giving the same values within ~1e-6.
 
+An image whose resized shape would be long and thin (over ``FULL_RESIZE_MAX_ASPECT``: a 2 x 40,000
+strip would resize to 256 x 5.1 M pixels) is resized only where the centre crop lies, in source
+coordinates (``Image.resize(box=...)``): the same crop within one 8-bit level, and memory follows
+the crop, not the shape. Below that ratio the full resize is kept, bit for bit.
+
 For large JPEGs, ``draft_for_resize`` (call it after ``Image.open`` and before the pixels are
 loaded) lets libjpeg decode at 1/2, 1/4 or 1/8 scale while keeping at least ``min_factor`` × the
 resize target, so a 12 MP photo decodes in a fraction of the time. That changes pixels slightly
@@ -22,6 +27,8 @@ from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Resized long side / short side beyond which only the centre crop's region is resized.
+FULL_RESIZE_MAX_ASPECT = 16
 
 
 def resize_size_for(image_size: int) -> int:
@@ -52,6 +59,13 @@ def draft_for_resize(image: Image.Image, resize_size: int, min_factor: float = 2
         image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))
 
 
+def reduction_factor(size: tuple[int, int], resize_size: int, min_factor: float = 2.0) -> int:
+    """The integer factor an image of ``size`` can be shrunk by (``Image.reduce``) while its short
+    side keeps at least ``min_factor`` × ``resize_size``, as ``draft_for_resize`` keeps; 1 if none.
+    """
+    return max(1, min(size) // int(resize_size * min_factor))
+
+
 def to_model_input(
     image: Image.Image,
     image_size: int,
@@ -68,12 +82,20 @@ def to_model_input(
     resize_size = resize_size or resize_size_for(image_size)
     if resize_size < image_size:
         raise ValueError(f"resize_size {resize_size} is smaller than the crop {image_size}")
-    new_w, new_h = resized_shape(*image.size, resize_size)
-    if (new_w, new_h) != image.size:
-        image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    width, height = image.size
+    new_w, new_h = resized_shape(width, height, resize_size)
     # torchvision's CenterCrop offsets: round half to even, as Python's round() does.
     top = round((new_h - image_size) / 2.0)
     left = round((new_w - image_size) / 2.0)
+    if max(new_w, new_h) > FULL_RESIZE_MAX_ASPECT * min(new_w, new_h):
+        # The crop's region in source coordinates, at the full resize's scale.
+        scale_x, scale_y = width / new_w, height / new_h
+        box = (left * scale_x, top * scale_y,
+               (left + image_size) * scale_x, (top + image_size) * scale_y)  # fmt: skip
+        crop = image.resize((image_size, image_size), Image.Resampling.BILINEAR, box=box)
+        return normalise(np.asarray(crop), mean, std)
+    if (new_w, new_h) != image.size:
+        image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
     pixels = np.asarray(image.crop((left, top, left + image_size, top + image_size)))
     return normalise(pixels, mean, std)
 
