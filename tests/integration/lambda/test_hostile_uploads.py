@@ -75,3 +75,19 @@ def test_transparency_is_composited_on_white_as_the_endpoint_does():
     downscaled = images.fit_request(body)
     with Image.open(io.BytesIO(downscaled.body)) as image:
         assert min(image.convert("RGB").getpixel((32, 32))) > 240
+
+
+def test_the_function_keeps_its_own_pixel_limit_after_the_endpoint_lowered_pillows(monkeypatch):
+    """One process, both runtimes' code (as the e2e tests load them): the endpoint's model_fn sets
+    Pillow's process-wide limit to 64 MP; the function still takes what its own limit allows."""
+    from dog_breeds.serving import image_decode
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after
+    image_decode.lower_pixel_limit()
+    # 144 MP of 8-bit grey: over twice the endpoint's limit (where Pillow's own check raises
+    # instead of warning), within the function's pixel limit and byte budget.
+    side = 12_000
+    assert 2 * Image.MAX_IMAGE_PIXELS < side * side <= images.MAX_PIXELS
+    body = hostile_images.pad_past(hostile_images.png(side, side, "L", value=90))
+    request = images.fit_request(body)
+    assert request.downscaled and len(request.body) <= images.MAX_REQUEST_BYTES
