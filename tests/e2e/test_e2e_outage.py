@@ -7,6 +7,12 @@ The visibility timeout is cut from the template's 1800 s to 25 s (AWS's advice h
 longest invocation, a batch of ten images spending up to 17.5 s in the handler's backoff), so the
 test sees redeliveries within the outage instead of half an hour later. A stack of its own: moto's
 backends are per process, and this one must not share them with another module's stack.
+
+About three receives fit in the 60 s outage, fewer than maxReceiveCount (5), so the dead-letter
+queue here may well stay empty and the redrive move nothing: this test proves "nothing lost" across
+redeliveries. Messages really reaching the dead-letter queue and coming back through a redrive are
+``test_e2e_transient`` (a poisoned image) and ``test_e2e_misconfigured`` (an unknown endpoint,
+through ``make redrive``).
 """
 
 from __future__ import annotations
