@@ -61,12 +61,20 @@ def _version_of(bucket: Any, key: Any) -> str | None:
     return None
 
 
+_installs = 0
+_original: Callable[..., dict[str, Any]] | None = None
+
+
 def install() -> None:
-    """Make moto's S3 notifications carry sequencers and version ids (once per process)."""
+    """Make moto's S3 notifications carry sequencers and version ids in this process. Installs are
+    counted: each is undone by one ``uninstall``, and moto's own builder returns with the last."""
+    global _installs, _original
     with _install_lock:
-        build: Callable[..., dict[str, Any]] = notifications._get_s3_event
-        if getattr(build, _MARK, False):
+        _installs += 1
+        if _installs > 1:
             return
+        build: Callable[..., dict[str, Any]] = notifications._get_s3_event
+        _original = build
 
         @functools.wraps(build)
         def build_with_sequencer(
@@ -77,3 +85,15 @@ def install() -> None:
 
         setattr(build_with_sequencer, _MARK, True)
         notifications._get_s3_event = build_with_sequencer
+
+
+def uninstall() -> None:
+    """Undo one ``install``; the last one puts moto's own event builder back."""
+    global _installs, _original
+    with _install_lock:
+        if _installs == 0:
+            return
+        _installs -= 1
+        if _installs == 0 and _original is not None:
+            notifications._get_s3_event = _original
+            _original = None

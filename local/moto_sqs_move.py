@@ -290,12 +290,32 @@ def _wrap_query_results() -> None:
     model._instance_cache.clear()  # operation models built before now lack the wrapper
 
 
+_PATCHED = ("start_message_move_task", "list_message_move_tasks", "cancel_message_move_task")
+_installs = 0
+
+
 def install() -> None:
-    """Add the three actions to moto's SQS in this process; calling it again changes nothing."""
+    """Add the three actions to moto's SQS in this process. Installs are counted: each is undone
+    by one ``uninstall``, and the actions go away with the last one."""
+    global _installs
     with _install_lock:
-        if getattr(SQSResponse, "start_message_move_task", None) is _start_message_move_task:
+        _installs += 1
+        if _installs > 1:
             return
-        _wrap_query_results()
+        _wrap_query_results()  # botocore's SQS model keeps the wrappers: harmless to other users
         SQSResponse.start_message_move_task = _start_message_move_task
         SQSResponse.list_message_move_tasks = _list_message_move_tasks
         SQSResponse.cancel_message_move_task = _cancel_message_move_task
+
+
+def uninstall() -> None:
+    """Undo one ``install``; the last one takes the actions off moto's SQS again."""
+    global _installs
+    with _install_lock:
+        if _installs == 0:
+            return
+        _installs -= 1
+        if _installs == 0:
+            for name in _PATCHED:
+                if name in vars(SQSResponse):
+                    delattr(SQSResponse, name)

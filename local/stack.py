@@ -239,7 +239,9 @@ class LocalStack:
         moto.start()
         self._exit.callback(moto.stop)
         moto_sqs_move.install()  # StartMessageMoveTask & co., for `classify_ops redrive`
+        self._exit.callback(moto_sqs_move.uninstall)
         moto_s3_events.install()  # S3 event records carry a sequencer and versionId, as on AWS
+        self._exit.callback(moto_s3_events.uninstall)
         host, port = moto.get_host_and_port()
         self.moto_url = f"http://{host}:{port}"
         # moto's backends live in this process: leave none of our state behind for the next user.

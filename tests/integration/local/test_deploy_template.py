@@ -29,14 +29,15 @@ def session() -> boto3.session.Session:
 
 @pytest.fixture(scope="module")
 def deployed(moto_url, session):
-    moto_s3_events.install()  # as LocalStack does when it starts moto
-    return deploy_stack(
+    moto_s3_events.install()  # as LocalStack does when it starts moto, and undoes when it stops
+    yield deploy_stack(
         session,
         REPO_ROOT / "template.yaml",
         "dog-breeds-local-deploy",
         {"EndpointName": "some-endpoint", "UploadPrefix": "incoming/", "MaxConcurrency": "3"},
         endpoint_url=moto_url,
     )
+    moto_s3_events.uninstall()
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +160,15 @@ def test_cloudformation_s_notification_shape_becomes_the_s3_api_s():
             }
         ],
     }
+
+
+def test_the_sequencer_patch_is_counted_and_undone_by_the_last_uninstall(deployed):
+    from moto.s3 import notifications
+
+    patched = notifications._get_s3_event
+    moto_s3_events.install()
+    moto_s3_events.uninstall()
+    assert notifications._get_s3_event is patched  # the module's install still holds
+    moto_s3_events.uninstall()
+    assert notifications._get_s3_event is patched.__wrapped__  # moto's own builder
+    moto_s3_events.install()  # the module's, again (its fixture undoes it)

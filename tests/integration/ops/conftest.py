@@ -23,11 +23,12 @@ TEMPLATE = REPO_ROOT / "template.yaml"
 STACK_NAME = "dog-breeds-ops-tests"
 
 
-@pytest.fixture(scope="session")
-def move_tasks(moto_url: str) -> str:
-    """The session's moto server, with the message move task moto lacks."""
+@pytest.fixture(scope="module")
+def move_tasks(moto_url: str) -> Iterator[str]:
+    """The session's moto server, with the message move task moto lacks (for this module)."""
     moto_sqs_move.install()
-    return moto_url
+    yield moto_url
+    moto_sqs_move.uninstall()
 
 
 @pytest.fixture(scope="module")

@@ -77,10 +77,17 @@ def wait_until_done(sqs: Any, dlq_arn: str, timeout: float = 10) -> dict[str, An
     raise AssertionError("the move task did not end")
 
 
-def test_install_twice_changes_nothing(move_tasks):
-    method = moto_sqs_move.SQSResponse.start_message_move_task
+def test_installs_are_counted_and_the_last_uninstall_takes_the_actions_away(move_tasks):
+    response = moto_sqs_move.SQSResponse
+    method = response.start_message_move_task
     moto_sqs_move.install()
-    assert moto_sqs_move.SQSResponse.start_message_move_task is method
+    assert response.start_message_move_task is method
+    moto_sqs_move.uninstall()
+    assert response.start_message_move_task is method  # this module's own install still holds
+    moto_sqs_move.uninstall()
+    assert not hasattr(response, "start_message_move_task")  # moto's SQS as it ships
+    moto_sqs_move.install()  # the module's, again, for the tests below
+    assert response.start_message_move_task is method
 
 
 def test_a_move_task_returns_dead_letters_to_their_queue_as_new_messages(sqs, queues):
