@@ -158,12 +158,24 @@ def env_value(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def instance_resources(instance_type: str) -> tuple[int, int]:
+    """(vCPUs, GPUs) the training toolkit reports for ``instance_type``; one line if unknown."""
+    try:
+        return jobs.INSTANCE_RESOURCES[instance_type]
+    except KeyError:
+        known = ", ".join(sorted(jobs.INSTANCE_RESOURCES))
+        raise RuntimeError(
+            f"no vCPU/GPU count for {instance_type} in training.launch.jobs.INSTANCE_RESOURCES "
+            f"(known: {known}): add it to reproduce its SM_NUM_CPUS"
+        ) from None
+
+
 def sm_environment(
     opt_ml: Path, hps: dict[str, Any], job_name: str, instance_type: str
 ) -> dict[str, str]:
     """The ``SM_*`` variables the toolkit gives the entry point (the ones a script reads), with
     the instance's vCPUs and GPUs."""
-    cpus, gpus = jobs.INSTANCE_RESOURCES[instance_type]
+    cpus, gpus = instance_resources(instance_type)
     hosts = ["algo-1"]
     env = {
         "SM_MODEL_DIR": str(opt_ml / "model"),
@@ -263,7 +275,7 @@ def standin_torch_home(python: Path, torch_home: Path) -> Path:
 
 def differences(job: Job, data_dir: Path, epochs: str | None) -> dict[str, Any]:
     """Every way this run differs from the job in the cloud."""
-    cpus, gpus = jobs.INSTANCE_RESOURCES[job.instance_type]
+    cpus, gpus = instance_resources(job.instance_type)
     return {
         "data": f"the small generated set {data_dir.name}/ ({tiny.CLASSES} classes), not S3's",
         "epochs": {"launcher": epochs, "here": str(EPOCHS)},

@@ -32,18 +32,20 @@ def s3_record(**object_fields: Any) -> dict[str, Any]:
     }
 
 
+# A table item as the ops side reads it; a reprocess request carries the same fields.
+ITEM = {
+    "bucket": "b",
+    "key": "uploads/dog.jpg",
+    "version_id": "v1",
+    "sequencer": pad_sequencer("0055AED6DCD90281E5"),
+    "etag": "e",
+    "size": 10,
+    "event_time": "2026-11-25T03:00:00.000Z",
+}
+
+
 def reprocess(**fields: Any) -> dict[str, Any]:
-    request = {
-        "run_id": "rp-1",
-        "bucket": "b",
-        "key": "uploads/dog.jpg",
-        "version_id": "v1",
-        "sequencer": pad_sequencer("0055AED6DCD90281E5"),
-        "etag": "e",
-        "size": 10,
-        "event_time": "2026-11-25T03:00:00.000Z",
-    }
-    request.update(fields)
+    request = {"run_id": "rp-1", **ITEM, **fields}
     return {"reprocess": {k: v for k, v in request.items() if v is not ...}}
 
 
@@ -178,17 +180,6 @@ def test_what_s3_sends_is_still_read_as_before():
 
 
 # -- the ops side: the request builder never sends what the function drops ------------------------
-
-
-ITEM = {
-    "bucket": "b",
-    "key": "uploads/dog.jpg",
-    "version_id": "v1",
-    "sequencer": pad_sequencer("0055AED6DCD90281E5"),
-    "etag": "e",
-    "size": 10,
-    "event_time": "2026-11-25T03:00:00.000Z",
-}
 
 
 @pytest.mark.parametrize(
