@@ -46,7 +46,60 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="a tree with training/container and lambdas/classify_upload to import instead",
     )
     parser.add_argument("--cap-gib", type=float, default=3.0)
+    parser.add_argument(
+        "--upload-mib", type=int, default=300, help="the oversized upload (0: skip it)"
+    )
     return parser
+
+
+class _NoEndpointCalls:
+    """The endpoint's container for the upload check: neither upload may reach it."""
+
+    def ping(self) -> bool:
+        return True
+
+    def invoke(self, body, content_type, accept="application/json", custom_attributes=None):
+        from local.sagemaker_runtime import ContainerResponse
+
+        return ContainerResponse(500, b'{"error": "the endpoint was called"}')
+
+
+def oversized_upload(size_mib: int) -> dict:
+    """An empty upload, then one of ``size_mib`` MiB, through the offline stack: each item's
+    outcome and the sandboxes' peak memory after each (MB, as Lambda's REPORT line gives it)."""
+    import tempfile
+
+    from local.stack import LocalStack
+    from local.uploads import read_items
+
+    jpeg_start = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
+    uploads = {"empty": b"", "oversized": jpeg_start + bytes(size_mib * 2**20 - len(jpeg_start))}
+    figures: dict = {"object_mib": size_mib}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-upload-") as tmp,
+        LocalStack(None, container=_NoEndpointCalls(), log_dir=Path(tmp)) as stack,
+    ):
+        if not stack.wait_idle(60):  # S3's test event
+            raise RuntimeError("the offline stack did not settle")
+        figures["function_memory_mb"] = stack.facts.function.memory_mb
+        for name in list(uploads):
+            key = f"uploads/bench/{name}.jpg"
+            body = uploads.pop(name)
+            stack.client("s3").put_object(Bucket=stack.facts.bucket, Key=key, Body=body)
+            del body
+            if not stack.wait_idle(120):
+                raise RuntimeError(f"the {name} upload was not processed in 120 s")
+            item = read_items(stack.table(), stack.facts.bucket)[key]
+            figures[name] = {
+                "item": f"{item['status']}/{item.get('error_type')}",
+                "get_object_step": "get_object" in item.get("timings_ms", {}),
+                "sandbox_peak_mb": stack.event_source.stats.peak_memory_used_mb,
+            }
+        figures["endpoint_calls"] = len(stack.endpoint.invocations)
+    figures["peak_ratio_oversized_to_empty"] = round(
+        figures["oversized"]["sandbox_peak_mb"] / figures["empty"]["sandbox_peak_mb"], 3
+    )
+    return figures
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -79,12 +132,15 @@ def main(args: argparse.Namespace) -> dict:
             worst[path] = max(worst.get(path, 0.0), peak)
         results[entry.name] = row
         print(entry.name, json.dumps(row), file=sys.stderr, flush=True)
-    return {
+    report = {
         "code": args.code_root or "installed",
         "cap_mib": cap >> 20,
         "max_peak_growth_mib_by_class": by_class,
         "entries": results,
     }
+    if args.upload_mib > 0:
+        report["oversized_upload"] = oversized_upload(args.upload_mib)
+    return report
 
 
 if __name__ == "__main__":
