@@ -86,10 +86,12 @@ test-fast: $(STAMP)
 # Options pass through, e.g. make demo ARGS="--data-dir dogImages --train-args '--pretrained true'"
 ARGS ?=
 
-demo: $(STAMP)
+# Both run the function as `sam build` packs it for python3.12: they install the SAM CLI too
+# (beside the development environment, as `make install` does).
+demo: $(STAMP) $(SAM)
 	$(PY) -m local demo $(ARGS)
 
-local: $(STAMP)
+local: $(STAMP) $(SAM)
 	$(PY) -m local up $(ARGS)
 
 # The stack's operator commands (README "Operations"), e.g.

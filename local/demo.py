@@ -20,6 +20,7 @@ import contextlib
 import json
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 import traceback
@@ -240,8 +241,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "accuracy": summary["accuracy"],
         "train_test_accuracy": train_summary.get("test_accuracy"),
         "dead_letters": len(dead_letters),
+        "function": function_runtime(stack),
         "seconds": clock.seconds,
     }
+
+
+def function_runtime(stack: LocalStack) -> dict[str, Any]:
+    """How the function ran: ``sam build``'s package on the runtime's python, or the fallback."""
+    function = stack.function
+    assert function is not None
+    version = subprocess.run(
+        [function.python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return {"built": function.built, "python": version}
 
 
 def main(argv: list[str] | None = None) -> int:

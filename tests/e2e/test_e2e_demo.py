@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from local.function_build import find_runtime_python
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -48,6 +50,14 @@ def test_the_demo_accounts_for_every_upload_and_ends_with_its_json_line(
     # The README's figure: every test image right through the whole stack, exactly what the
     # model scored on them when it was trained (the stack changes no prediction).
     assert result["accuracy"] == tiny_training.summary["test_accuracy"] == 1.0
+    # The function ran as `sam build` packs it, on the runtime's python3.12, wherever one can be
+    # had (the fallback, the source on this interpreter, only where it cannot).
+    runtime_python = find_runtime_python()
+    assert result["function"] == (
+        {"built": True, "python": "3.12"}
+        if runtime_python
+        else {"built": False, "python": f"{sys.version_info.major}.{sys.version_info.minor}"}
+    )
     assert {"dataset", "train", "package", "stack", "upload", "results", "total"} <= set(
         result["seconds"]
     )
