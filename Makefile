@@ -94,7 +94,7 @@ demo: $(STAMP) $(SAM)
 local: $(STAMP) $(SAM)
 	$(PY) -m local up $(ARGS)
 
-# The stack's operator commands (README "Operations"), e.g.
+# The stack's operator commands (docs/operations.md), e.g.
 #   make redrive STACK=dog-breeds
 #   make reprocess STACK=dog-breeds ARGS="--breed Beagle --wait"
 # ARGS also takes --region, --profile, --endpoint-url (the offline stack of `make local`).

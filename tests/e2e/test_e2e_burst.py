@@ -3,7 +3,7 @@ server workers (TorchServe's one per vCPU of an ml.t2.medium): the burst waits i
 nothing is lost, nothing is done twice, and the end-to-end rate is measured.
 
 400 uploads in `make test`; DOG_BREEDS_BURST_UPLOADS=1000 (with -s to see the printed rate) runs
-the README's burst of 1,000, and DOG_BREEDS_BURST_WORKERS=1 the endpoint with one worker."""
+docs/testing.md's burst of 1,000, and DOG_BREEDS_BURST_WORKERS=1 the endpoint with one worker."""
 
 from __future__ import annotations
 

@@ -47,8 +47,9 @@ def test_the_demo_accounts_for_every_upload_and_ends_with_its_json_line(
     assert result["items"] == result["uploaded"]
     assert result["lost"] == 0 and result["unexpected_status"] == []
     assert result["failed"] == 3 and result["predicted"] == len(test_images) + 1
-    # The README's figure: every test image right through the whole stack, exactly what the
-    # model scored on them when it was trained (the stack changes no prediction).
+    # make demo's figure (docs/offline-stack.md): every test image right through the whole
+    # stack, exactly what the model scored on them when it was trained (the stack changes no
+    # prediction).
     assert result["accuracy"] == tiny_training.summary["test_accuracy"] == 1.0
     # The function ran as `sam build` packs it, on the runtime's python3.12, wherever one can be
     # had (the fallback, the source on this interpreter, only where it cannot).

@@ -1,7 +1,8 @@
 """The stack points at an endpoint that does not exist (not deployed yet, or torn down): no upload
 is lost. Every message fails at once as a configuration error (no FAILED item blames the image),
 goes round its maxReceiveCount receives into the dead-letter queue, and once the endpoint is back
-``make redrive`` (the Make target, typed as the README says) brings every upload back to an item.
+``make redrive`` (the Make target, typed as docs/operations.md says) brings every upload back to
+an item.
 
 The visibility timeout is cut to seconds (a configuration error fails its message without any
 retry inside the invocation), so the five receives take seconds, not five half-hours.

@@ -86,8 +86,8 @@ def test_bad_files_are_failed_items_with_a_reason_and_images_are_predicted(run):
         for u in uploads
         if u.expect == "FAILED"
     }
-    # The README's table: an empty object is refused by the function without a call; the
-    # endpoint answers 400 to what is not an image or is cut short.
+    # The failure table (docs/architecture.md): an empty object is refused by the function
+    # without a call; the endpoint answers 400 to what is not an image or is cut short.
     assert failed == {
         "zero-bytes.jpg": "EmptyObject",
         "not-an-image.jpg": "ModelRejected400",

@@ -68,8 +68,8 @@ LOSS_RULES = ("overfit", "overtraining", "loss_not_decreasing")
 
 
 def tuning_ranges() -> dict[str, Any]:
-    """The search space. Why not the original 0.01-100 / 0.1-10: README.md, section "Train and
-    deploy on SageMaker", "Why these tuning ranges"."""
+    """The search space. Why not the original 0.01-100 / 0.1-10: docs/deploy.md, section "Why
+    these tuning ranges"."""
     from sagemaker.tuner import CategoricalParameter, ContinuousParameter
 
     return {
