@@ -108,10 +108,10 @@ reprocess: $(STAMP)
 	$(PY) -m classify_ops reprocess --stack $(STACK) $(ARGS)
 
 bench: $(STAMP)
-	$(PY) tests/benchmarks/bench_serving.py $(ARGS)
+	$(PY) benchmarks/bench_serving.py $(ARGS)
 
 hostile: $(STAMP)
-	$(PY) tests/benchmarks/bench_hostile.py $(ARGS)
+	$(PY) benchmarks/bench_hostile.py $(ARGS)
 
 # Not part of `make test`: the first run downloads several GB (PyPI's torch is the CUDA build).
 parity: $(STAMP)

@@ -1,6 +1,6 @@
 """CPU serving benchmark: the plain eager PyTorch path vs our served path, same model, same images.
 
-    make bench                      # = .venv/bin/python tests/benchmarks/bench_serving.py
+    make bench                      # = .venv/bin/python benchmarks/bench_serving.py
     make bench ARGS="--isa avx2"    # oneDNN capped to AVX2 in the serving children (AVX: avx)
 
 (a) eager: what the original project served: PIL decode, torchvision Resize(256) / CenterCrop(224) /
@@ -59,7 +59,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 # Bump when the recipe below changes, so a cached artifact from an older recipe is rebuilt.
 RECIPE = {

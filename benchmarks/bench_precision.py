@@ -8,7 +8,7 @@ from a scratch venv that holds nncf, openvino and Pillow:
 
     python3.11 -m venv /tmp/int8 && /tmp/int8/bin/pip install nncf==3.4.0 openvino==2026.4.1 \\
         numpy==1.26.4 pillow
-    PYTHONPATH=training/container /tmp/int8/bin/python tests/benchmarks/bench_precision.py
+    PYTHONPATH=training/container /tmp/int8/bin/python benchmarks/bench_precision.py
 
 Model only (no decode/handlers): median latency at batch 1, top-1 agreement and the largest
 softmax-probability difference against the fp32 IR (itself within ~1e-5 of PyTorch fp32).
@@ -26,7 +26,7 @@ import numpy as np
 
 from dog_breeds.serving import preprocess
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 WORK = REPO / "runs" / "bench"
 CALIBRATION_IMAGES = 300

@@ -1,6 +1,6 @@
 """Peak memory per request for hostile images: the endpoint's decode and the function's downscale.
 
-    make hostile                    # = .venv/bin/python tests/benchmarks/bench_hostile.py
+    make hostile                    # = .venv/bin/python benchmarks/bench_hostile.py
     make hostile ARGS="--only png_RGBA_7000x9000 png_L_2x40000"   # some entries only
     make hostile ARGS="--code-root /tmp/orig"   # an older copy of the code, e.g. unpacked from
         # git archive HEAD training/container/dog_breeds lambdas/classify_upload/classify_upload
@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parents[1] / "tests"
 
 
 def load_corpus():
