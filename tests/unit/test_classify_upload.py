@@ -12,15 +12,15 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 from PIL import Image
 
 from classify_upload import images
-from classify_upload.classify import classify_storage_error
+from classify_upload.classify import triage_storage_error
 from classify_upload.endpoint import (
     MAX_MODEL_VALUE_CHARS,
     Prediction,
     RetryPolicy,
-    classify_endpoint_error,
     invoke_endpoint,
     model_identity,
     parse_prediction,
+    triage_endpoint_error,
 )
 from classify_upload.errors import (
     CONFIGURATION_CODES,
@@ -150,7 +150,7 @@ def test_equal_sequencers_pad_equal():
     ],
 )
 def test_endpoint_errors_are_classified_once(error, expected, error_type):
-    failure = classify_endpoint_error(error)
+    failure = triage_endpoint_error(error)
     assert type(failure) is expected
     if error_type:
         assert failure.error_type == error_type
@@ -165,16 +165,16 @@ def test_validation_errors_split_into_configuration_and_request():
         "InvokeEndpoint",
     )
     too_big = client_error("ValidationError", 400)
-    assert isinstance(classify_endpoint_error(unknown), ConfigurationFailure)
-    assert isinstance(classify_endpoint_error(too_big), PermanentFailure)
+    assert isinstance(triage_endpoint_error(unknown), ConfigurationFailure)
+    assert isinstance(triage_endpoint_error(too_big), PermanentFailure)
 
 
 def test_network_errors_are_transient():
     assert isinstance(
-        classify_endpoint_error(EndpointConnectionError(endpoint_url="http://x")), TransientFailure
+        triage_endpoint_error(EndpointConnectionError(endpoint_url="http://x")), TransientFailure
     )
     assert isinstance(
-        classify_endpoint_error(ReadTimeoutError(endpoint_url="http://x")), TransientFailure
+        triage_endpoint_error(ReadTimeoutError(endpoint_url="http://x")), TransientFailure
     )
 
 
@@ -192,7 +192,7 @@ def test_network_errors_are_transient():
     ],
 )
 def test_storage_errors_are_classified_once(code, status, what, expected):
-    assert type(classify_storage_error(client_error(code, status), what)) is expected
+    assert type(triage_storage_error(client_error(code, status), what)) is expected
 
 
 @pytest.mark.parametrize("code", sorted(CONFIGURATION_CODES))
@@ -201,9 +201,9 @@ def test_one_configuration_table_for_every_service(code):
     # S3's own KMS codes on GetObject are about the object's key, not the stack: a FAILED item
     # (tests/unit/test_messages_dropped.py); from every other call they are configuration.
     object_class = PermanentFailure if code in OBJECT_ENCRYPTED_CODES else ConfigurationFailure
-    assert type(classify_storage_error(error, "object")) is object_class
-    assert type(classify_storage_error(error, "table")) is ConfigurationFailure
-    assert type(classify_endpoint_error(error)) is ConfigurationFailure
+    assert type(triage_storage_error(error, "object")) is object_class
+    assert type(triage_storage_error(error, "table")) is ConfigurationFailure
+    assert type(triage_endpoint_error(error)) is ConfigurationFailure
 
 
 @pytest.mark.parametrize(
@@ -224,9 +224,9 @@ def test_one_configuration_table_for_every_service(code):
 def test_codes_one_caller_missed_are_now_configuration(code, status, what):
     error = client_error(code, status)
     if what == "endpoint":
-        failure = classify_endpoint_error(error)
+        failure = triage_endpoint_error(error)
     else:
-        failure = classify_storage_error(error, what)
+        failure = triage_storage_error(error, what)
     assert type(failure) is ConfigurationFailure
 
 

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from classify_ops import messages
 from classify_ops.errors import OpsError
-from classify_upload.classify import classify_storage_error
+from classify_upload.classify import triage_storage_error
 from classify_upload.errors import ConfigurationFailure, MessageDropped, PermanentFailure
 from classify_upload.events import (
     SEQUENCER_WIDTH,
@@ -239,7 +239,7 @@ KMS_DENIED = (
     ids=["sse-c", "no-kms-decrypt", "cmk-gone", "kms-denied", "disabled", "pending", "not-found"],
 )
 def test_an_object_the_function_cannot_decrypt_is_a_failed_item_that_says_so(code, status, message):
-    failure = classify_storage_error(s3_error(code, status, message), "object")
+    failure = triage_storage_error(s3_error(code, status, message), "object")
     assert type(failure) is PermanentFailure
     assert failure.error_type == "ObjectEncrypted"
     assert "encrypted" in failure.message and code in failure.message
@@ -263,7 +263,7 @@ def test_an_object_the_function_cannot_decrypt_is_a_failed_item_that_says_so(cod
     ],
 )
 def test_errors_that_are_not_about_encryption_keep_their_class(code, status, message, expected):
-    failure = classify_storage_error(s3_error(code, status, message), "object")
+    failure = triage_storage_error(s3_error(code, status, message), "object")
     assert failure.error_type == code
     if expected is not None:
         assert type(failure) is expected
@@ -273,7 +273,7 @@ def test_errors_that_are_not_about_encryption_keep_their_class(code, status, mes
 
 def test_kms_codes_from_the_table_stay_configuration():
     error = s3_error("KMS.DisabledException", 400, "the table's key is disabled")
-    failure = classify_storage_error(error, "table")
+    failure = triage_storage_error(error, "table")
     assert not isinstance(failure, PermanentFailure)
     error = s3_error("KMS.AccessDeniedException", 400, "denied")
-    assert type(classify_storage_error(error, "table")) is ConfigurationFailure
+    assert type(triage_storage_error(error, "table")) is ConfigurationFailure

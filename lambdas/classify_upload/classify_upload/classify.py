@@ -74,7 +74,7 @@ class EventSummary:
         return sum(1 for o in self.outcomes if not o.written)
 
 
-def classify_storage_error(exc: Exception, what: str) -> UploadFailure:
+def triage_storage_error(exc: Exception, what: str) -> UploadFailure:
     """S3 / DynamoDB errors that survived botocore's retries, classified once."""
     if isinstance(exc, UploadFailure):
         return exc
@@ -118,9 +118,9 @@ def read_object(s3: Any, obj: UploadedObject, max_bytes: int) -> bytes:
     except ClientError as exc:
         if obj.reprocess_id and ServiceError.of(exc).code in OBJECT_GONE_CODES:
             raise ObjectSuperseded("the object was deleted since") from exc
-        raise classify_storage_error(exc, "object") from exc
+        raise triage_storage_error(exc, "object") from exc
     except Exception as exc:
-        raise classify_storage_error(exc, "object") from exc
+        raise triage_storage_error(exc, "object") from exc
     body = response["Body"]
     try:
         if obj.reprocess_id:
@@ -132,7 +132,7 @@ def read_object(s3: Any, obj: UploadedObject, max_bytes: int) -> bytes:
     except (UploadFailure, ObjectSuperseded):
         raise
     except Exception as exc:  # the connection broke while reading the body
-        raise classify_storage_error(exc, "object") from exc
+        raise triage_storage_error(exc, "object") from exc
     finally:
         body.close()
 
@@ -151,7 +151,7 @@ def write_item(table: Any, item: dict[str, Any]) -> bool:
     try:
         written = put_if_newer(table, item)
     except Exception as exc:
-        raise classify_storage_error(exc, "table") from exc
+        raise triage_storage_error(exc, "table") from exc
     if not written:
         logger.info("table already holds this or a newer event's result; left unchanged")
     return written

@@ -108,7 +108,7 @@ class Prediction:
     attempts: int = 1
 
 
-def classify_endpoint_error(exc: Exception) -> UploadFailure:
+def triage_endpoint_error(exc: Exception) -> UploadFailure:
     """Decide once whether an InvokeEndpoint error is permanent, transient or configuration."""
     if isinstance(exc, UploadFailure):
         return exc
@@ -234,7 +234,7 @@ def invoke_endpoint(
             )
             raw = response["Body"].read()
         except Exception as exc:
-            failure = classify_endpoint_error(exc)
+            failure = triage_endpoint_error(exc)
             if not isinstance(failure, TransientFailure) or attempt >= policy.max_attempts:
                 raise failure from exc
             delay = policy.delay(attempt)

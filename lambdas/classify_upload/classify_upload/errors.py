@@ -17,8 +17,8 @@ and the messages wait in the dead-letter queue for a redrive once the stack is f
 A message that names no upload at all is none of these: it is dropped (``MessageDropped``).
 
 Which AWS error code means which class is decided here, one table per meaning, for every service
-the function calls (S3, DynamoDB, the SageMaker runtime). ``classify.classify_storage_error`` and
-``endpoint.classify_endpoint_error`` add only what is particular to their calls: a missing,
+the function calls (S3, DynamoDB, the SageMaker runtime). ``classify.triage_storage_error`` and
+``endpoint.triage_endpoint_error`` add only what is particular to their calls: a missing,
 archived or unreadably encrypted object, the model's own answer, an unknown endpoint.
 """
 
@@ -66,7 +66,7 @@ CONFIGURATION_CODES = frozenset(
 )
 # The object is encrypted in a way this function cannot read: no retry and no redeploy of this
 # stack makes that upload readable, so it is a FAILED item that says so (``ObjectEncrypted``).
-# Only GetObject's answers are read this way (``classify.classify_storage_error``); the same KMS
+# Only GetObject's answers are read this way (``classify.triage_storage_error``); the same KMS
 # codes from DynamoDB or SageMaker stay configuration (the stack's own key). What S3 answers:
 # - SSE-C, read without the customer's key: 400 ``InvalidRequest``, "The object was stored using a
 #   form of Server Side Encryption. The correct parameters must be provided to retrieve the object."
