@@ -59,6 +59,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dog_breeds import contract
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Bump when the recipe below changes, so a cached artifact from an older recipe is rebuilt.
@@ -81,7 +83,7 @@ TRAIN_SEED, HELDOUT_SEED = 22, 23
 
 ISA_CAPS = {"native": None, "avx2": "AVX2", "avx": "AVX"}
 ISA_ENV = "ONEDNN_MAX_CPU_ISA"
-WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"  # runtimes.MODEL_SERVER_WORKERS_ENV
+WORKERS_ENV = contract.MODEL_SERVER_WORKERS_ENV
 FORCE_FP32_ENV = "DOG_BREEDS_FORCE_FP32"  # runtimes.FORCE_FP32_ENV
 # An ml.t2.medium: 2 vCPUs, each with a baseline of 20 % once its CPU credits are spent.
 T2_MEDIUM_VCPUS, T2_MEDIUM_BASELINE = 2, 0.20

@@ -18,11 +18,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
+from dog_breeds.contract import IMAGENET_MEAN, IMAGENET_STD
 from dog_breeds.serving import image_decode, preprocess
 
 SPLITS = ("train", "valid", "test")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})
 _PREFIX = re.compile(r"^\d+[._-]")
 JPEG_END = b"\xff\xd9"  # the end-of-image marker

@@ -30,10 +30,11 @@ import warnings
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from dog_breeds import contract
 from dog_breeds.serving import preprocess
 
 # InvokeEndpoint's own request limit; nothing larger can reach a real endpoint.
-MAX_BODY_BYTES = 6_291_456
+MAX_BODY_BYTES = contract.MAX_REQUEST_BYTES
 # 64 megapixels (8192 x 8192): a 64 MP L or P image decodes in 64 MiB. Pillow's default allows
 # ~179 MP and only warns above ~89 MP.
 MAX_IMAGE_PIXELS = 64 * 1024 * 1024

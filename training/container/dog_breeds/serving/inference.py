@@ -22,27 +22,16 @@ import numpy as np
 from PIL import Image
 from sagemaker_inference.errors import GenericInferenceToolkitError
 
+from dog_breeds import contract
 from dog_breeds.artifact import store
 from dog_breeds.serving import image_decode, preprocess, runtimes
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 5
-JSON = "application/json"
-# Raw image bodies; the bytes themselves decide the format (a PNG sent as image/jpeg still works).
-IMAGE_CONTENT_TYPES = frozenset(
-    {
-        "image/jpeg",
-        "image/jpg",
-        "image/png",
-        "image/webp",
-        "image/gif",
-        "image/bmp",
-        "application/x-image",
-        "application/octet-stream",
-    }
-)
-CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+JSON = contract.JSON_CONTENT_TYPE
+IMAGE_CONTENT_TYPES = contract.IMAGE_CONTENT_TYPES
+CUSTOM_ATTRIBUTES_HEADER = contract.CUSTOM_ATTRIBUTES_HEADER
 # input_fn does not see the model, so large JPEGs are drafted for a 256 px short side; the draft
 # keeps >= 2 x that (512 px), enough for any model image_size up to 448 without upscaling.
 DRAFT_RESIZE_SIZE = 256

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from dog_breeds.contract import IMAGENET_MEAN, IMAGENET_STD
+
 # Resized long side / short side beyond which only the centre crop's region is resized.
 FULL_RESIZE_MAX_ASPECT = 16
 

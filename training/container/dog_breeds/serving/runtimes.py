@@ -40,6 +40,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from dog_breeds import contract
+
 log = logging.getLogger(__name__)
 
 OPENVINO_DIR = "openvino"
@@ -51,8 +53,7 @@ FORCE_FP32_ENV = "DOG_BREEDS_FORCE_FP32"
 # The IR must reproduce the torch logits this closely at export time, or it is not shipped.
 EXPORT_ATOL = 1e-3
 EXPORT_RTOL = 1e-3
-# Set on the SageMaker model (env) to choose how many worker processes TorchServe starts.
-MODEL_SERVER_WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"
+MODEL_SERVER_WORKERS_ENV = contract.MODEL_SERVER_WORKERS_ENV
 
 
 class Runtime(Protocol):

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from dog_breeds import contract
 from dog_breeds.artifact import store
 from dog_breeds.data import folders
 from dog_breeds.model import network
@@ -419,8 +420,8 @@ def save_artifact(
         hidden_size=args.hidden_size,
         dropout=args.dropout,
         image_size=args.image_size,
-        mean=folders.IMAGENET_MEAN,
-        std=folders.IMAGENET_STD,
+        mean=contract.IMAGENET_MEAN,
+        std=contract.IMAGENET_STD,
         model_name=args.model_name,
         extra={
             "trained": {
