@@ -21,7 +21,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.response import StreamingBody
 
 # Operations that only read. Everything else is treated as a change and stubbed in a dry run.
-READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Head", "Search", "BatchGet")
+READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Head", "Search", "BatchGet", "Scan", "Query")
 
 # The SDK's opt-out of its usage telemetry (an HTTP GET per SDK call): a launcher that promises
 # "a dry run sends nothing" must not phone home, and offline runs must not wait for it.
@@ -127,6 +127,18 @@ def _stub_response(operation: str, params: dict) -> dict[str, Any]:
         },
         "CreateEndpoint": lambda: {
             "EndpointArn": arn.format("endpoint", params.get("EndpointName"))
+        },
+        "UpdateEndpoint": lambda: {
+            "EndpointArn": arn.format("endpoint", params.get("EndpointName"))
+        },
+        "RegisterScalableTarget": lambda: {
+            "ScalableTargetARN": "arn:aws:application-autoscaling:dry-run:000000000000:"
+            "scalable-target/dry-run"
+        },
+        "PutScalingPolicy": lambda: {
+            "PolicyARN": "arn:aws:autoscaling:dry-run:000000000000:scalingPolicy:dry-run:"
+            f"resource/sagemaker/{params.get('ResourceId')}:policyName/{params.get('PolicyName')}",
+            "Alarms": [],
         },
         "PutObject": lambda: {"ETag": '"dry-run"'},
         "CreateMultipartUpload": lambda: {

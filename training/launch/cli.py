@@ -1,12 +1,13 @@
-"""SageMaker launchers, one stage a command: upload, tune, train, deploy, invoke, report, teardown.
+"""SageMaker launchers, one stage a command: upload, tune, train, compare, deploy, invoke, report,
+rollback, teardown.
 
     python -m training.launch <stage> [options] [--dry-run]
 
 Configuration: --region (AWS_REGION / AWS_DEFAULT_REGION), --bucket (SAGEMAKER_BUCKET, else the
 SDK's default bucket sagemaker-{region}-{account}), --role (SAGEMAKER_ROLE_ARN), --prefix (the S3
 key prefix of everything this project writes). Stages hand each other their results through
-runs/ (best_hyperparameters.json, training_job.json). A walk-through of all seven stages: the
-README's section "Train and deploy on SageMaker".
+runs/ (best_hyperparameters.json, training_job.json). A walk-through: docs/deploy.md, and for a
+model update (compare, deploy, reprocess, rollback) docs/operations.md.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The session's moto server standing in for AWS, and a way to run launcher stages against it
-in-process."""
+"""The session's moto server standing in for AWS, with SageMaker's control plane made strict
+(``local.moto_sagemaker``: Create* refuses a name that exists, UpdateEndpoint exists), and a way
+to run launcher stages against it in-process."""
 
 from __future__ import annotations
 
@@ -13,8 +14,17 @@ import pytest
 import requests
 from launch_testkit import BUCKET, REGION, Run
 
+from local import moto_sagemaker
 from training.launch import cli
 from training.launch.aws import RequestLog
+
+
+@pytest.fixture(scope="module", autouse=True)
+def strict_sagemaker() -> Iterator[None]:
+    """For each launcher test module: moto refuses what SageMaker refuses (counted install)."""
+    moto_sagemaker.install()
+    yield
+    moto_sagemaker.uninstall()
 
 
 @pytest.fixture

@@ -52,3 +52,37 @@ def model_tarball(files: dict[str, bytes]) -> bytes:
 def tar_names(data: bytes) -> set[str]:
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         return {m.name.lstrip("./") for m in tar.getmembers() if m.isfile()}
+
+
+# What each SageMaker Create*/Delete* names, by the kind of resource.
+_CREATES = {
+    "CreateModel": ("model", "ModelName"),
+    "CreateEndpointConfig": ("endpoint config", "EndpointConfigName"),
+    "CreateEndpoint": ("endpoint", "EndpointName"),
+}
+_DELETES = {
+    "DeleteModel": ("model", "ModelName"),
+    "DeleteEndpointConfig": ("endpoint config", "EndpointConfigName"),
+    "DeleteEndpoint": ("endpoint", "EndpointName"),
+}
+
+
+def names_created_again(*runs: Run) -> list[str]:
+    """SageMaker's contract, from the request logs of ``runs`` in order (on a fresh account): a
+    Create* must not name a model, endpoint config or endpoint that exists at that moment. Returns
+    each violation as 'KIND NAME'; empty when the runs kept the contract."""
+    existing: dict[str, set[str]] = {kind: set() for kind, _ in _CREATES.values()}
+    again = []
+    for run in runs:
+        for call in run.log.calls:
+            operation, params = call["operation"], call["params"]
+            if operation in _CREATES:
+                kind, field = _CREATES[operation]
+                name = params.get(field)
+                if name in existing[kind]:
+                    again.append(f"{kind} {name}")
+                existing[kind].add(name)
+            elif operation in _DELETES:
+                kind, field = _DELETES[operation]
+                existing[kind].discard(params.get(field))
+    return again

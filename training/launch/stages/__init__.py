@@ -1,5 +1,5 @@
-"""The seven stages, in the order a user runs them: one subcommand of ``python -m training.launch``
-each, in this order.
+"""The stages, one subcommand of ``python -m training.launch`` each, in the order a user runs
+them: upload, tune, train, compare, deploy, invoke, report, rollback, teardown.
 
 A stage module has ``HELP`` (its line in the subcommand list), ``add_arguments(parser)`` (its own
 flags; the common ones are already on the parser) and ``run(args, aws)``. It may have
@@ -10,13 +10,25 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from training.launch.stages import deploy, invoke, report, teardown, train, tune, upload
+from training.launch.stages import (
+    compare,
+    deploy,
+    invoke,
+    report,
+    rollback,
+    teardown,
+    train,
+    tune,
+    upload,
+)
 
 STAGES: dict[str, ModuleType] = {
     "upload": upload,
     "tune": tune,
     "train": train,
+    "compare": compare,
     "deploy": deploy,
+    "rollback": rollback,
     "invoke": invoke,
     "report": report,
     "teardown": teardown,

@@ -1,4 +1,6 @@
-"""Stage 7, ``teardown``: delete the endpoint, its config and its model."""
+"""Stage 7, ``teardown``: delete the endpoint and everything made for it: its autoscaling
+registration, every endpoint config ``deploy`` made for it (the live one and those kept for
+``rollback``) and their models."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from training.launch import endpoint
 from training.launch.aws import Aws
 from training.launch.stages import flags
 
-HELP = "delete endpoint, config, model"
+HELP = "delete endpoint, its configs, models, autoscaling"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
