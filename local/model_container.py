@@ -29,13 +29,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from dog_breeds import contract
 from dog_breeds.artifact.serving_code import ENTRY_POINT, write_code_dir
 from local.sagemaker_runtime import ContainerResponse
 
 WORKER = Path(__file__).resolve().parent / "model_worker.py"
 PROGRAM = ENTRY_POINT
-# runtimes.MODEL_SERVER_WORKERS_ENV (not imported: that module imports torch).
-MODEL_SERVER_WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"
+MODEL_SERVER_WORKERS_ENV = contract.MODEL_SERVER_WORKERS_ENV
 # A model load on a loaded machine (OpenVINO compile, torch import) can take a while.
 START_TIMEOUT_S = 300.0
 # TorchServe's default on the endpoint's instance: one worker per vCPU of an ml.t2.medium.

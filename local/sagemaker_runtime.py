@@ -7,9 +7,18 @@ It also speaks the serving container's own contract, ``GET /ping`` and ``POST /i
 (first endpoint). A container is any object with ``ping()`` and ``invoke(...)`` (``Container``).
 
 It runs in the process that starts it (``local.stack``: the main one), each request in a thread
-of its own, calling the containers in that process. Concurrency is bounded by ``max_workers``, as
-one ml.t2.medium instance serves one request at a time per worker; faults can be injected for
-tests (``inject_fault``).
+of its own, calling the containers in that process. Concurrency is bounded per container by
+``max_workers``, as one ml.t2.medium instance serves one request at a time per worker; faults can
+be injected for tests (``inject_fault``).
+
+A model update is a blue/green switch, as SageMaker's ``UpdateEndpoint`` does it: ``switch(name,
+new)`` routes every request that arrives after it returns to ``new`` and returns the old
+container, which finishes the requests it already holds; ``drain(old, timeout)`` waits until it
+holds none, after which the caller closes it. Choosing a container and counting a request in
+flight on it are one step under the server's lock, so no request can reach a container after
+``drain`` found it idle: nothing is refused or answered 5xx because of a switch. Each container
+has its own ``max_workers`` slots (SageMaker runs both fleets while it switches), so for the
+moment of a switch up to twice as many requests run at once as either fleet serves.
 """
 
 from __future__ import annotations
@@ -23,10 +32,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote
 
-MAX_REQUEST_BYTES = 6_291_456
+from dog_breeds import contract
+
+MAX_REQUEST_BYTES = contract.MAX_REQUEST_BYTES
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
-CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+CUSTOM_ATTRIBUTES_HEADER = contract.CUSTOM_ATTRIBUTES_HEADER
 
 
 @dataclass(frozen=True)
@@ -136,8 +147,21 @@ class _FaultSchedule:
         return None
 
 
+class _Fleet:
+    """One container as the server serves it: its slots and the requests it holds."""
+
+    def __init__(self, container: Container, max_workers: int) -> None:
+        self.container = container
+        self.slots = threading.BoundedSemaphore(max_workers)
+        self.in_flight = 0  # guarded by the server's ``_routing`` condition
+
+
 class SageMakerRuntimeServer:
-    """A threaded HTTP server standing in for ``runtime.sagemaker.<region>.amazonaws.com``."""
+    """A threaded HTTP server standing in for ``runtime.sagemaker.<region>.amazonaws.com``.
+
+    ``endpoints`` maps each endpoint's name to its container; change it with ``switch`` (an
+    assignment to ``endpoints[name]`` also routes new requests, without the drain's guarantee).
+    """
 
     def __init__(
         self,
@@ -147,7 +171,11 @@ class SageMakerRuntimeServer:
         max_workers: int = 1,
     ) -> None:
         self.endpoints = dict(endpoints)
-        self._slots = threading.BoundedSemaphore(max_workers)
+        self.max_workers = max_workers
+        # Guards which container serves each endpoint and every fleet's in-flight count; drains
+        # wait on it.
+        self._routing = threading.Condition()
+        self._fleets: dict[int, _Fleet] = {}  # by id(container), holding the container
         self._faults = _FaultSchedule()
         self._log_lock = threading.Lock()
         self.invocations: list[Invocation] = []
@@ -184,6 +212,67 @@ class SageMakerRuntimeServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    # -- model updates ---------------------------------------------------------------------
+    def switch(
+        self, endpoint_name: str, container: Container, max_workers: int | None = None
+    ) -> Container:
+        """Route ``endpoint_name``'s requests to ``container`` from now on; returns the container
+        that served it, which still finishes the requests it holds (``drain``, then close it).
+        ``max_workers`` is the new container's slots (default: the server's). ``KeyError`` for an
+        endpoint the server does not serve."""
+        with self._routing:
+            old = self.endpoints[endpoint_name]
+            self._fleet(container, max_workers)
+            self.endpoints[endpoint_name] = container
+        return old
+
+    def drain(self, container: Container, timeout: float | None = None) -> bool:
+        """Wait until ``container`` holds no request; False if it still does after ``timeout``
+        seconds. Once it is idle and serves no endpoint, the server forgets it: no new request
+        can reach it, and the caller may close it."""
+        with self._routing:
+            idle = self._routing.wait_for(lambda: self._in_flight(container) == 0, timeout)
+            if idle and not any(c is container for c in self.endpoints.values()):
+                self._fleets.pop(id(container), None)
+            return idle
+
+    def in_flight(self, container: Container) -> int:
+        """How many requests ``container`` holds now (waiting for a slot or being answered)."""
+        with self._routing:
+            return self._in_flight(container)
+
+    def _in_flight(self, container: Container) -> int:
+        fleet = self._fleets.get(id(container))
+        return fleet.in_flight if fleet is not None and fleet.container is container else 0
+
+    def _fleet(self, container: Container, max_workers: int | None = None) -> _Fleet:
+        """``container``'s fleet, made on first use (call with ``_routing`` held)."""
+        fleet = self._fleets.get(id(container))
+        if fleet is None or fleet.container is not container:
+            fleet = _Fleet(container, max_workers or self.max_workers)
+            self._fleets[id(container)] = fleet
+        return fleet
+
+    def _take(self, endpoint_name: str | None) -> _Fleet | None:
+        """The fleet now serving ``endpoint_name`` (None: the first endpoint), with this request
+        counted in flight on it; None when there is no such endpoint. Release with ``_done``."""
+        with self._routing:
+            if endpoint_name is None:
+                container = next(iter(self.endpoints.values()), None)
+            else:
+                container = self.endpoints.get(endpoint_name)
+            if container is None:
+                return None
+            fleet = self._fleet(container)
+            fleet.in_flight += 1
+            return fleet
+
+    def _done(self, fleet: _Fleet) -> None:
+        with self._routing:
+            fleet.in_flight -= 1
+            if fleet.in_flight == 0:
+                self._routing.notify_all()
+
     # -- fault injection -------------------------------------------------------------------
     def inject_fault(
         self,
@@ -208,19 +297,26 @@ class SageMakerRuntimeServer:
         with self._log_lock:
             self.invocations.append(invocation)
 
-    def _call_container(
-        self, container: Container, body: bytes, headers: Mapping[str, str]
-    ) -> ContainerResponse:
-        with self._slots:
-            try:
-                return container.invoke(
+    def _call_endpoint(
+        self, endpoint_name: str | None, body: bytes, headers: Mapping[str, str]
+    ) -> ContainerResponse | None:
+        """The answer of the container serving ``endpoint_name`` now (None: the first endpoint),
+        in one of its slots; None when there is no such endpoint."""
+        fleet = self._take(endpoint_name)
+        if fleet is None:
+            return None
+        try:
+            with fleet.slots:
+                return fleet.container.invoke(
                     body,
                     headers.get("Content-Type") or "application/octet-stream",
                     headers.get("Accept") or "application/json",
                     headers.get(CUSTOM_ATTRIBUTES_HEADER),
                 )
-            except Exception as exc:  # a crashing container is the model's 500, not ours
-                return ContainerResponse(500, f"container raised {exc!r}".encode(), "text/plain")
+        except Exception as exc:  # a crashing container is the model's 500, not ours
+            return ContainerResponse(500, f"container raised {exc!r}".encode(), "text/plain")
+        finally:
+            self._done(fleet)
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -274,7 +370,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/ping":
-            healthy = all(c.ping() for c in self.server.runtime.endpoints.values())
+            healthy = all(c.ping() for c in list(self.server.runtime.endpoints.values()))
             self._send(200 if healthy else 503, b"", "application/json")
         else:
             self._send(404, b"", "text/plain")
@@ -286,12 +382,11 @@ class _Handler(BaseHTTPRequestHandler):
         parts = path.strip("/").split("/")
         if path.rstrip("/") == "/invocations":
             # The container contract: what SageMaker itself calls inside the instance.
-            if not runtime.endpoints:
+            answer = runtime._call_endpoint(None, body, self.headers)
+            if answer is None:
                 self._send(503, b"no model", "text/plain")
-                return
-            container = next(iter(runtime.endpoints.values()))
-            answer = runtime._call_container(container, body, self.headers)
-            self._send(answer.status, answer.body, answer.content_type)
+            else:
+                self._send(answer.status, answer.body, answer.content_type)
             return
         if len(parts) != 3 or parts[0] != "endpoints" or parts[2] != "invocations":
             self._send(404, b"", "text/plain")
@@ -310,18 +405,24 @@ class _Handler(BaseHTTPRequestHandler):
                 Invocation(name, len(body), content_type, attributes, status, code, seconds)
             )
 
-        container = runtime.endpoints.get(name)
-        # An invalid request never reaches the fault schedule (it would use up an injection).
-        fault = _validation_fault(name, container, body) or runtime._faults.take(name)
-        if fault is not None:
+        def refuse(fault: Fault) -> None:
             if fault.delay_s:
                 time.sleep(fault.delay_s)
             # Logged before answering: a caller that got the answer sees the log entry.
             record(fault.status, fault.code)
             self._send_error(fault, name)
+
+        # An invalid request never reaches the fault schedule (it would use up an injection).
+        fault = _validation_fault(name, name in runtime.endpoints, body) or runtime._faults.take(
+            name
+        )
+        if fault is not None:
+            refuse(fault)
             return
-        assert container is not None  # a missing endpoint is a validation fault
-        answer = runtime._call_container(container, body, self.headers)
+        answer = runtime._call_endpoint(name, body, self.headers)
+        if answer is None:  # removed since: as if it had never been there
+            refuse(_not_found(name))
+            return
         if answer.status != 200:
             message = answer.body.decode("utf-8", "replace")
             record(424, "ModelError")
@@ -332,10 +433,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, answer.body, answer.content_type, extra)
 
 
-def _validation_fault(name: str, container: Container | None, body: bytes) -> Fault | None:
+def _validation_fault(name: str, exists: bool, body: bytes) -> Fault | None:
     """What the SageMaker runtime rejects before any model sees the request."""
-    if container is None:
-        return Fault("ValidationError", 400, f"Endpoint {name} of account {ACCOUNT_ID} not found.")
+    if not exists:
+        return _not_found(name)
     if len(body) > MAX_REQUEST_BYTES:
         return Fault(
             "ValidationError",
@@ -343,6 +444,10 @@ def _validation_fault(name: str, container: Container | None, body: bytes) -> Fa
             f"Request body of {len(body)} bytes exceeds the limit of {MAX_REQUEST_BYTES} bytes.",
         )
     return None
+
+
+def _not_found(name: str) -> Fault:
+    return Fault("ValidationError", 400, f"Endpoint {name} of account {ACCOUNT_ID} not found.")
 
 
 def _model_error_payload(fault: Fault, endpoint: str) -> dict[str, object]:

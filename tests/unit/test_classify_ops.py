@@ -238,6 +238,34 @@ def test_an_unchanged_item_is_still_pending():
     assert completion.item_state(ITEM, dict(ITEM), "rp-a") == completion.PENDING
 
 
+def test_the_report_counts_kept_and_changed_breeds_with_the_most_frequent_changes_first():
+    changes = completion.Changes()
+    before = [("Pug", "v1")] * 3 + [("Beagle", "v1")] * 2 + [(None, None)] + [("Pug", "v1")]
+    after = ["Beagle"] * 3 + ["Beagle", "Pug", "Pug", "Pug"]
+    for (old, version), new in zip(before, after, strict=True):
+        item = {"breed": old, "model": {"version": version}} if old else {"status": "FAILED"}
+        changes.add(item, {"breed": new, "model": {"version": "v2"}})
+    assert (changes.kept, changes.changed) == (2, 5)
+    assert changes.report() == [
+        "models: v1: 6, (no model): 1 → v2: 7",
+        "breeds: 5 of 7 changed, 2 kept",
+        "  Pug → Beagle: 3",
+        "  (no breed) → Pug: 1",
+        "  Beagle → Pug: 1",
+    ]
+
+
+def test_the_report_lists_five_changes_and_sums_up_the_rest():
+    changes = completion.Changes()
+    for n in range(8):  # change n happens 8 - n times
+        for _ in range(8 - n):
+            changes.add({"breed": f"B{n}"}, {"breed": f"C{n}"})
+    report = changes.report()
+    assert report[1] == "breeds: 36 of 36 changed, 0 kept"
+    assert report[2:7] == [f"  B{n} → C{n}: {8 - n}" for n in range(5)]
+    assert report[7:] == ["  and 3 other changes (6 items)"]
+
+
 # ---- redrive -----------------------------------------------------------------------------------
 
 

@@ -5,11 +5,17 @@ for a request whose object is no longer that version (overwritten or deleted in 
 over an item that a newer upload replaced; so an item either carries the run id (done), shows a
 newer upload's sequencer or is gone (superseded: nothing to wait for), or stays as it was. The
 last kind is counted as not done once nothing has changed for the idle timeout.
+
+For each item done, the breed it had when selected is compared with the one it has now
+(``Changes``): how many kept their breed, how many changed and from what to what, and which model
+versions classified them before and after. An item without a breed (``FAILED``) counts as
+``NO_BREED``, one without a model's identity as ``NO_MODEL``.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -19,7 +25,16 @@ from classify_ops.progress import Progress
 
 DONE, SUPERSEDED, PENDING = "done", "superseded", "pending"
 BATCH_GET = 100  # BatchGetItem's limit
-_NAMES = {"#bucket": "bucket", "#key": "key", "#sequencer": "sequencer", "#run": "reprocess_id"}
+_NAMES = {
+    "#bucket": "bucket",
+    "#key": "key",
+    "#sequencer": "sequencer",
+    "#run": "reprocess_id",
+    "#breed": "breed",
+    "#model": "model",
+}
+NO_BREED, NO_MODEL = "(no breed)", "(no model)"
+TOP_CHANGES = 5  # the report lists this many of the most frequent "old → new" changes
 
 
 def item_state(sent: dict[str, Any], current: dict[str, Any] | None, run_id: str) -> str:
@@ -33,6 +48,64 @@ def item_state(sent: dict[str, Any], current: dict[str, Any] | None, run_id: str
     return PENDING
 
 
+def breed_of(item: dict[str, Any]) -> str:
+    return item.get("breed") or NO_BREED
+
+
+def model_of(item: dict[str, Any]) -> str:
+    model = item.get("model")
+    return str(model.get("version") or NO_MODEL) if isinstance(model, dict) else NO_MODEL
+
+
+@dataclass
+class Changes:
+    """What a run did to the items it classified again: their breeds and models."""
+
+    kept: int = 0
+    breeds: Counter[tuple[str, str]] = field(default_factory=Counter)  # (old, new): items
+    models_before: Counter[str] = field(default_factory=Counter)  # model version: items
+    models_after: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def changed(self) -> int:
+        return sum(self.breeds.values())
+
+    def add(self, before: dict[str, Any], after: dict[str, Any]) -> None:
+        old, new = breed_of(before), breed_of(after)
+        if old == new:
+            self.kept += 1
+        else:
+            self.breeds[(old, new)] += 1
+        self.models_before[model_of(before)] += 1
+        self.models_after[model_of(after)] += 1
+
+    def top(self, n: int = TOP_CHANGES) -> list[tuple[str, str, int]]:
+        """The ``n`` most frequent changes, ties in name order: (old, new, items)."""
+        ranked = sorted(self.breeds.items(), key=lambda change: (-change[1], change[0]))
+        return [(old, new, count) for (old, new), count in ranked[:n]]
+
+    def report(self, n: int = TOP_CHANGES) -> list[str]:
+        """``models: before → after``, ``breeds: C of D changed, K kept``, then one line per top
+        change, then how many other kinds of change there were."""
+        done = self.kept + self.changed
+        lines = [
+            f"models: {_counts(self.models_before)} → {_counts(self.models_after)}",
+            f"breeds: {self.changed} of {done} changed, {self.kept} kept",
+        ]
+        lines += [f"  {old} → {new}: {count}" for old, new, count in self.top(n)]
+        others = len(self.breeds) - n
+        if others > 0:
+            rest = self.changed - sum(count for _, _, count in self.top(n))
+            lines.append(f"  and {others} other changes ({rest} items)")
+        return lines
+
+
+def _counts(counter: Counter[str]) -> str:
+    """``v2: 10, v1: 2``: most items first."""
+    ranked = sorted(counter.items(), key=lambda entry: (-entry[1], entry[0]))
+    return ", ".join(f"{name}: {count}" for name, count in ranked)
+
+
 @dataclass
 class Outcome:
     total: int
@@ -40,6 +113,7 @@ class Outcome:
     superseded: int = 0
     remaining: list[dict[str, Any]] = field(default_factory=list)
     idle_s: float = 0.0
+    changes: Changes = field(default_factory=Changes)
 
 
 def current_items(
@@ -56,7 +130,7 @@ def current_items(
                     for b, k in keys
                 ],
                 "ConsistentRead": True,
-                "ProjectionExpression": "#bucket, #key, #sequencer, #run",
+                "ProjectionExpression": ", ".join(_NAMES),
                 "ExpressionAttributeNames": _NAMES,
             }
         }
@@ -119,10 +193,11 @@ def _poll(
             state = item_state(pending[key], found.get(key), run_id)
             if state == PENDING:
                 continue
-            del pending[key]
+            sent = pending.pop(key)
             changed = True
             if state == DONE:
                 outcome.done += 1
+                outcome.changes.add(sent, found[key])
             else:
                 outcome.superseded += 1
     return changed

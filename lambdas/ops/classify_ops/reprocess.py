@@ -2,8 +2,9 @@
 
 Selects table items (``selection``), sends one reprocess request per item to the upload queue
 (``messages``; ten per ``SendMessageBatch``), and with ``--wait`` follows them to the table
-(``completion``). The function does the work, through the same queue, concurrency limit and
-dead-letter queue as new uploads.
+(``completion``), ending with what changed: the items' model versions before and after, how
+many kept their breed, and the most frequent changes of breed. The function does the work,
+through the same queue, concurrency limit and dead-letter queue as new uploads.
 
 Each run has an id (``rp-YYYYMMDDTHHMMSSZ`` unless given). The function stamps it on every item
 it classifies again, and a run skips items that already carry its id: after an interruption the
@@ -98,6 +99,8 @@ def run(
             f"stopped waiting; every request was sent and the function keeps working ({run_id})"
         ) from None
     print(summary(run_id, outcome, resume), file=out)
+    if outcome.done:
+        print("\n".join(outcome.changes.report()), file=out)
     return 1 if outcome.remaining else 0
 
 

@@ -6,7 +6,8 @@
     date range  Scan filtered on ``event_time``, the upload's time: ``since <= t < until``
 
 Only the fields a reprocess request carries are read (``PROJECTED``), plus ``reprocess_id`` so a
-resumed run skips what it already did. ``table_request`` is pure; ``select_items`` runs it.
+resumed run skips what it already did, and the item's ``breed`` and ``model`` so that ``--wait``
+can tell what the new model changed. ``table_request`` is pure; ``select_items`` runs it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from boto3.dynamodb.types import TypeDeserializer
 from classify_upload.table import BY_BREED_INDEX
 
 ALL, PREFIX, BREED, DATE_RANGE = "all", "prefix", "breed", "date range"
-# What a reprocess request needs of an item, and the run that last reprocessed it.
+# What a reprocess request needs of an item, the run that last reprocessed it, and its result
+# before this run (``completion`` compares it with the result after).
 PROJECTED = (
     "bucket",
     "key",
@@ -31,6 +33,8 @@ PROJECTED = (
     "size",
     "event_time",
     "reprocess_id",
+    "breed",
+    "model",
 )
 _NAMES = {f"#{name}": name for name in PROJECTED}  # "bucket", "key", "size" are reserved words
 _PROJECTION = ", ".join(_NAMES)
@@ -89,7 +93,6 @@ def table_request(selection: Selection, table: str, bucket: str) -> tuple[str, d
     if selection.kind == BREED:
         request["IndexName"] = BY_BREED_INDEX
         request["KeyConditionExpression"] = "#breed = :breed"
-        request["ExpressionAttributeNames"]["#breed"] = "breed"
         request["ExpressionAttributeValues"] = {":breed": {"S": selection.value or ""}}
         return "query", request
     if selection.kind == DATE_RANGE:

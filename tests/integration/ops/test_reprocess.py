@@ -137,20 +137,33 @@ def test_items_already_done_by_the_run_are_skipped(clean, ops):
     assert [b["reprocess"]["key"] for b in sent(clean)] == sorted(i["key"] for i in items[2:])
 
 
-def mark_done(stack: DeployedStack, requests: list[dict[str, Any]]) -> None:
-    """What the function does for a request whose object is still that version."""
+def mark_done(
+    stack: DeployedStack, requests: list[dict[str, Any]], breeds: dict[str, str] | None = None
+) -> None:
+    """What the function does for a request whose object is still that version: with ``breeds``
+    (key: breed), the new model's result too, by model version "v2"; without, the run's mark."""
     for body in requests:
         request = body["reprocess"]
+        update = "SET reprocess_id = :run, reprocessed_at = :now"
+        values = {
+            ":run": request["run_id"],
+            ":now": "2024-07-01T00:00:00.000Z",
+            ":sequencer": request["sequencer"],
+        }
+        if breeds is not None:
+            update += ", breed = :breed, #model = :model, #status = :predicted"
+            values[":breed"] = breeds[request["key"]]
+            values[":model"] = {"version": "v2"}
+            values[":predicted"] = "PREDICTED"
         stack.table.update_item(
             Key={"bucket": request["bucket"], "key": request["key"]},
-            UpdateExpression="SET reprocess_id = :run, reprocessed_at = :now",
+            UpdateExpression=update,
             ConditionExpression="#sequencer = :sequencer",
-            ExpressionAttributeNames={"#sequencer": "sequencer"},
-            ExpressionAttributeValues={
-                ":run": request["run_id"],
-                ":now": "2024-07-01T00:00:00.000Z",
-                ":sequencer": request["sequencer"],
+            ExpressionAttributeNames={
+                "#sequencer": "sequencer",
+                **({"#model": "model", "#status": "status"} if breeds is not None else {}),
             },
+            ExpressionAttributeValues=values,
         )
 
 
@@ -194,14 +207,21 @@ def test_an_interrupted_run_resumed_with_its_command_sends_only_what_is_left(
 
 
 class FunctionStandIn:
-    """Consumes the upload queue as the function would, per key: classify again (mark the run),
-    find a newer upload's item (a newer sequencer), or find the object overwritten (write
-    nothing)."""
+    """Consumes the upload queue as the function would, per key: classify again (mark the run,
+    and write the new model's breed), find a newer upload's item (a newer sequencer), or find the
+    object overwritten (write nothing)."""
 
-    def __init__(self, stack: DeployedStack, superseded: set[str], overwritten: set[str]) -> None:
+    def __init__(
+        self,
+        stack: DeployedStack,
+        superseded: set[str],
+        overwritten: set[str],
+        breeds: dict[str, str],
+    ) -> None:
         self.stack = stack
         self.superseded = superseded
         self.overwritten = overwritten
+        self.breeds = breeds
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -227,15 +247,19 @@ class FunctionStandIn:
                 ExpressionAttributeValues={":newer": "F" * 64},
             )
         elif key not in self.overwritten:
-            mark_done(self.stack, [body])
+            mark_done(self.stack, [body], self.breeds)
 
 
 @pytest.fixture
 def function_stand_in(clean) -> Iterator[Any]:
     started: list[FunctionStandIn] = []
 
-    def start(superseded: set[str] = frozenset(), overwritten: set[str] = frozenset()) -> None:
-        stand_in = FunctionStandIn(clean, set(superseded), set(overwritten))
+    def start(
+        breeds: dict[str, str],
+        superseded: set[str] = frozenset(),
+        overwritten: set[str] = frozenset(),
+    ) -> None:
+        stand_in = FunctionStandIn(clean, set(superseded), set(overwritten), breeds)
         stand_in.thread.start()
         started.append(stand_in)
 
@@ -245,23 +269,55 @@ def function_stand_in(clean) -> Iterator[Any]:
         stand_in.thread.join(timeout=5)
 
 
-def test_wait_follows_every_item_until_the_function_marked_it(clean, ops, function_stand_in):
-    seed(clean, item_set(clean))
-    function_stand_in()
+def by_v1(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items as model version "v1" classified them (a FAILED one carries no model)."""
+    return [{**i, "model": {"version": "v1"}} if i.get("breed") else i for i in items]
+
+
+def new_breeds(items: list[dict[str, Any]], *changes: tuple[int, str]) -> dict[str, str]:
+    """The new model's breed per key: the old one, except for ``(index, breed)`` ``changes``."""
+    breeds = {i["key"]: i.get("breed") or "Beagle" for i in items}
+    breeds.update({items[n]["key"]: breed for n, breed in changes})
+    return breeds
+
+
+def report_of(out: str, run_id: str) -> list[str]:
+    """The lines after the run's summary line."""
+    lines = out.strip().splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith(f"reprocess {run_id}: "))
+    return lines[at:]
+
+
+def test_wait_follows_every_item_until_the_function_marked_it_then_says_what_changed(
+    clean, ops, function_stand_in
+):
+    items = seed(clean, by_v1(item_set(clean)))
+    # a and c: Beagle -> Pug; d was FAILED and is now a Beagle; b, e and f keep their breed.
+    function_stand_in(new_breeds(items, (0, "Pug"), (2, "Pug")))
 
     status, out, _ = ops(
         "reprocess", "--all", "--wait", "--poll-interval", "0.1", "--wait-timeout", "20"
     )
 
     assert status == 0
-    assert out.strip().splitlines()[-1] == f"reprocess {run_id_of(out)}: 6/6 classified again"
+    assert report_of(out, run_id_of(out)) == [
+        f"reprocess {run_id_of(out)}: 6/6 classified again",
+        "models: v1: 5, (no model): 1 → v2: 6",
+        "breeds: 3 of 6 changed, 3 kept",
+        "  Beagle → Pug: 2",
+        "  (no breed) → Beagle: 1",
+    ]
 
 
 def test_wait_tells_superseded_items_and_those_still_not_done_with_why(
     clean, ops, function_stand_in
 ):
-    items = seed(clean, item_set(clean))
-    function_stand_in(superseded={items[1]["key"]}, overwritten={items[2]["key"]})
+    items = seed(clean, by_v1(item_set(clean)))
+    function_stand_in(
+        new_breeds(items, (0, "Pug"), (4, "Pug")),
+        superseded={items[1]["key"]},
+        overwritten={items[2]["key"]},
+    )
 
     # The timeout runs from the last progress: six times the stand-in's 1 s long poll, so the
     # four it classifies are all seen on a loaded machine too; only the overwritten one waits.
@@ -270,10 +326,17 @@ def test_wait_tells_superseded_items_and_those_still_not_done_with_why(
     )
 
     assert status == 1
-    summary = out.strip().splitlines()[-1]
+    summary, *report = report_of(out, run_id_of(out))
     assert summary.startswith(f"reprocess {run_id_of(out)}: 4/6 classified again, 1 superseded")
     assert (
         ", 1 not done after 6 s without progress: they may have been overwritten or deleted"
         in summary
     )
     assert summary.endswith(f"--run-id {run_id_of(out)}")
+    # Only the four classified again are compared: a and e changed, d (FAILED) and f did not.
+    assert report == [
+        "models: v1: 3, (no model): 1 → v2: 4",
+        "breeds: 3 of 4 changed, 1 kept",
+        "  Beagle → Pug: 2",
+        "  (no breed) → Beagle: 1",
+    ]
