@@ -593,7 +593,8 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
         "--compare-data",
         metavar="URI|DIR",
         help="dataset (dogImages layout) whose test/ split both models are scored on "
-        "(default: none: only the table sample, if --compare-table)",
+        "(default: the training job's own dataset; with --model-data, none: only the table "
+        "sample, if --compare-table)",
     )
     group.add_argument(
         "--compare-table",

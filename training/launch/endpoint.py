@@ -134,6 +134,16 @@ def model_data_of(aws: Aws, training_job: str) -> str:
     return artifact
 
 
+def training_data_of(aws: Aws, training_job: str) -> str | None:
+    """The S3 URI of the job's ``training`` channel (the dataset root, whose test/ split compare
+    scores on); None if the job had no such channel."""
+    desc = aws.client("sagemaker").describe_training_job(TrainingJobName=training_job)
+    for channel in desc.get("InputDataConfig") or []:
+        if channel.get("ChannelName") == "training":
+            return ((channel.get("DataSource") or {}).get("S3DataSource") or {}).get("S3Uri")
+    return None
+
+
 def check_endpoint_name(endpoint_name: str) -> None:
     if not ENDPOINT_NAME_PATTERN.match(endpoint_name):
         raise LaunchError(

@@ -380,6 +380,45 @@ def test_the_gate_refuses_a_clearly_worse_candidate_unless_forced(
     assert report["sources"][0]["agreement"] == 1.0 and report["sources"][0]["changes"] == []
 
 
+def test_deploy_of_a_job_s_model_is_gated_on_the_job_s_own_test_split(
+    run_launch, tarballs, dataset, expected, tmp_path
+):
+    """The real deploy, on an endpoint that exists, with no compare flag: the candidate is the
+    last train run's model, scored on the test split of the dataset that job trained on."""
+    put_live_endpoint(tarballs)
+    put_dataset(dataset)
+    assert run_launch("train", "--role", ROLE, "--no-wait").rc == 0
+    job = json.loads((tmp_path / "runs" / "training_job.json").read_text())["training_job"]
+    sm = boto3.client("sagemaker", region_name=REGION)
+    artifact = sm.describe_training_job(TrainingJobName=job)["ModelArtifacts"]["S3ModelArtifacts"]
+    bucket, key = artifact.removeprefix("s3://").split("/", 1)
+    boto3.client("s3", region_name=REGION).upload_file(str(tarballs.candidate), bucket, key)
+    want = expected_numbers(expected, expected["images"])
+    drop = 100 * (want["live_accuracy"] - want["candidate_accuracy"])
+
+    run = run_launch("deploy", "--endpoint-name", ENDPOINT, "--role", ROLE)
+    assert run.rc == 2
+    assert f"compare: on the test split of {job}'s dataset, {DATA_URI}" in run.out
+    assert run.err.strip() == (
+        f"training.launch deploy: error: the candidate's test accuracy is {drop:.1f} points "
+        "below the live model's (max 1); deploy --force to deploy anyway"
+    )
+    changes = [
+        c["operation"] for c in run.log.calls if c["operation"].startswith(("Create", "Update"))
+    ]
+    assert changes == []  # refused before anything was made
+    assert sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == "dogs-live-2024"
+
+    forced = run_launch("deploy", "--endpoint-name", ENDPOINT, "--role", ROLE, "--force")
+    assert forced.rc == 0, forced.err
+    assert "deploying anyway (--force)" in forced.out
+    live = sm.describe_endpoint(EndpointName=ENDPOINT)
+    assert live["EndpointConfigName"] != "dogs-live-2024"
+    config = sm.describe_endpoint_config(EndpointConfigName=live["EndpointConfigName"])
+    model = sm.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    assert model["PrimaryContainer"]["ModelDataUrl"] != f"s3://{BUCKET}/{LIVE_KEY}"
+
+
 def test_the_gate_says_in_one_line_when_it_has_nothing_to_score_on(run_launch, gated_deploy):
     run = run_launch(gated_deploy, "--model-data", "s3://b/m.tar.gz", "--live-model-data", "x")
     assert run.rc == 0, run.err

@@ -94,6 +94,7 @@ def test_a_second_deploy_updates_the_endpoint_in_place_with_no_teardown(
 
     second = deploy(V2)
     assert second.rc == 0, second.err
+    print(second.out)
     assert second.requests("CreateEndpoint") == []
     (update,) = second.requests("UpdateEndpoint")
     (config,) = second.requests("CreateEndpointConfig")

@@ -4,7 +4,8 @@ Reads only, so it works in --dry-run too.
 The candidate: --candidate, else the model of --training-job, else of the job in
 RUNS_DIR/training_job.json. The live model: --live, else the model the endpoint (--endpoint-name)
 serves. Each is an S3 URI of a model.tar.gz, or a local model.tar.gz or model dir. Scored on the
-test split of --data and/or the newest --sample PREDICTED uploads of --table, through the
+test split of --data (for a training job's model, by default the job's own dataset) and/or the
+newest --sample PREDICTED uploads of --table, through the
 endpoint's own handlers (``training.launch.compare``); the table is printed and the JSON written to
 RUNS_DIR/compare.json (and --json). With --max-accuracy-drop, exit code 2 when the candidate's test
 accuracy is more than that many points below the live model's.
@@ -39,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sources.add_argument(
         "--data",
         metavar="URI|DIR",
-        help="a dataset in the dogImages layout: both models on its test/ split (accuracy)",
+        help="a dataset in the dogImages layout: both models on its test/ split (accuracy; "
+        "default for a training job's model: the job's own dataset)",
     )
     sources.add_argument(
         "--table",
@@ -66,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace) -> None:
-    if not args.data and not args.table:
+    if not args.data and not args.table and args.candidate:
         raise LaunchError("compare needs --data (a test split) and/or --table (recent uploads)")
     if args.sample < 1:
         raise LaunchError(f"--sample {args.sample}: use 1 or more")
@@ -76,6 +78,14 @@ def check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace, aws: Aws) -> None:
     candidate = _candidate(args, aws)
+    if not args.data and not args.candidate:
+        # A training job's model: scored on the test split of the job's own dataset.
+        job = args.training_job or runs.saved_training_job(args)
+        args.data = endpoint.training_data_of(aws, job) if job else None
+        if args.data:
+            print(f"on the test split of {job}'s dataset, {args.data}")
+        elif not args.table:
+            raise LaunchError(f"{job} has no training channel: compare needs --data or --table")
     live = args.live or compare.endpoint_model_data(aws, args.endpoint_name)
     comparison = compare.compare(
         aws, candidate=candidate, live=live, data=args.data, table=args.table, sample=args.sample

@@ -17,7 +17,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from training.launch import endpoint, rollout
+from training.launch import compare, endpoint, rollout
 from training.launch.aws import Aws, LaunchError, resolve_role
 from training.launch.stages import flags, runs
 
@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--py-version", default=None, help="Python of the image (py312)")
     _add_update_arguments(parser)
     flags.add_wait_flag(parser, "the endpoint is InService")
-    _add_compare_gate_arguments(parser)
+    compare.add_gate_arguments(parser)
 
 
 def _add_update_arguments(parser: argparse.ArgumentParser) -> None:
@@ -175,7 +175,6 @@ def run(args: argparse.Namespace, aws: Aws) -> None:
             aws, live, args.instance_type, args.instance_count, serverless, args.max_instances,
             args.wait, guardrails,
         )  # fmt: skip
-        # compare gate: wired by the integrator
         compare_gate(args, aws, candidate_model_data=model_data, live_model_data=live.model_data)
     with tempfile.TemporaryDirectory(prefix="endpoint-code-") as tmp:
         endpoint.deploy(
@@ -199,32 +198,31 @@ def run(args: argparse.Namespace, aws: Aws) -> None:
         )
 
 
-def _add_compare_gate_arguments(parser: argparse.ArgumentParser) -> None:
-    # compare gate: wired by the integrator (the gate's flags, when training.launch.compare exists)
-    try:
-        from training.launch import compare
-    except ImportError:
-        return
-    compare.add_gate_arguments(parser)
+def _model_data(args: argparse.Namespace, aws: Aws) -> str:
+    if args.model_data:
+        return args.model_data
+    job = _training_job(args)
+    if not job:
+        raise LaunchError("deploy needs --training-job NAME or --model-data s3://.../model.tar.gz")
+    return endpoint.model_data_of(aws, job)
+
+
+def _training_job(args: argparse.Namespace) -> str | None:
+    """The job whose model is deployed; None with --model-data."""
+    if args.model_data:
+        return None
+    return args.training_job or runs.saved_training_job(args)
 
 
 def compare_gate(
     args: argparse.Namespace, aws: Aws, *, candidate_model_data: str, live_model_data: str | None
 ) -> None:
     """Score the candidate against the live model before anything is created; raises
-    ``LaunchError`` when the candidate is worse. A no-op without training.launch.compare."""
-    # compare gate: wired by the integrator
-    try:
-        from training.launch import compare
-    except ImportError:
-        return
+    ``LaunchError`` when the candidate is worse. A model from a training job is scored on the
+    test split of the job's own dataset unless --compare-data names another."""
+    job = _training_job(args)
+    if live_model_data and args.compare_data is None and job:
+        args.compare_data = endpoint.training_data_of(aws, job)
+        if args.compare_data:
+            print(f"compare: on the test split of {job}'s dataset, {args.compare_data}")
     compare.gate(args, aws, candidate_model_data, live_model_data)
-
-
-def _model_data(args: argparse.Namespace, aws: Aws) -> str:
-    if args.model_data:
-        return args.model_data
-    job = args.training_job or runs.saved_training_job(args)
-    if not job:
-        raise LaunchError("deploy needs --training-job NAME or --model-data s3://.../model.tar.gz")
-    return endpoint.model_data_of(aws, job)
