@@ -151,6 +151,34 @@ def _size(value: Any) -> int:
 
 
 REPROCESS_EVENT_NAME = "Reprocess"
+REPROCESS = "reprocess"  # the body's one key
+
+
+def reprocess_body(
+    *,
+    run_id: str,
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    sequencer: str,
+    etag: str,
+    size: int,
+    event_time: str,
+) -> dict[str, Any]:
+    """The reprocess request ``reprocess_request`` reads, for ``classify_ops`` to send: the
+    fields as the table item holds them (``key`` decoded, ``sequencer`` padded)."""
+    return {
+        REPROCESS: {
+            "run_id": run_id,
+            "bucket": bucket,
+            "key": key,
+            "version_id": version_id or None,
+            "sequencer": sequencer,
+            "etag": etag or "",
+            "size": int(size),
+            "event_time": event_time,
+        }
+    }
 
 
 def reprocess_request(body: dict[str, Any]) -> UploadedObject | None:
@@ -160,7 +188,7 @@ def reprocess_request(body: dict[str, Any]) -> UploadedObject | None:
     or naming neither a version id nor an ETag: the function could not tell the object it reads
     from a newer one, so it will not classify it.
     """
-    request = body.get("reprocess") if isinstance(body, dict) else None
+    request = body.get(REPROCESS) if isinstance(body, dict) else None
     if request is None:
         return None
     try:

@@ -1,7 +1,5 @@
-"""The reprocess request: one message per object, the shape ``classify_upload`` reads.
-
-    {"reprocess": {"run_id", "bucket", "key", "version_id", "sequencer", "etag", "size",
-                   "event_time"}}
+"""The reprocess requests to send: one message per object, built by the function's own
+``classify_upload.events.reprocess_body`` (its reader, ``reprocess_request``, sits beside it).
 
 Every field but ``run_id`` is copied from the table item exactly as stored (``key`` decoded,
 ``sequencer`` padded): the function classifies the object only if it is still that version and
@@ -19,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from classify_ops.errors import OpsError
+from classify_upload.events import reprocess_body
 
 SQS_BATCH = 10  # SendMessageBatch's limit
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")
@@ -50,18 +49,16 @@ def reprocess_message(item: dict[str, Any], run_id: str) -> dict[str, Any]:
             f"item {item.get('bucket')}/{item.get('key')} has neither a version id nor an ETag: "
             "the function would drop its reprocess request (upload the object again instead)"
         )
-    return {
-        "reprocess": {
-            "run_id": run_id,
-            "bucket": item["bucket"],
-            "key": item["key"],
-            "version_id": item.get("version_id") or None,
-            "sequencer": item["sequencer"],
-            "etag": item.get("etag") or "",
-            "size": int(item.get("size") or 0),
-            "event_time": item.get("event_time", ""),
-        }
-    }
+    return reprocess_body(
+        run_id=run_id,
+        bucket=item["bucket"],
+        key=item["key"],
+        version_id=item.get("version_id") or None,
+        sequencer=item["sequencer"],
+        etag=item.get("etag") or "",
+        size=int(item.get("size") or 0),
+        event_time=item.get("event_time", ""),
+    )
 
 
 def is_done(item: dict[str, Any], run_id: str) -> bool:
