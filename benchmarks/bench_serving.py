@@ -30,8 +30,9 @@ The side-by-side (a)/(b) is one worker with every core (SAGEMAKER_MODEL_SERVER_W
 capped, the eager side (a) runs in this process and is not. ``conv_kernels`` lists the primitive
 types of the convolutions OpenVINO actually compiled, so a cap that did not take shows.
 
-The artifact: dog_model's ResNet50 + head at 224 × 224, saved with model_artifact and exported
-with fast_runtime, fitted on generated images (synthetic_dataset's class patterns) in a few
+The artifact: dog_breeds.model's ResNet50 + head at 224 × 224, saved with dog_breeds.artifact
+and exported with dog_breeds.training.cpu_export, fitted on generated images
+(dog_breeds.data.synthetic's class patterns) in a few
 minutes: see ``fit_bench_model``. Fewer classes than dogImages' 133 (the head's size is a rounding
 error in the network's cost) so the model separates them and int8's accuracy drop means something.
 It is cached under runs/bench/ (pass --rebuild to refit). Images: generated 500×375 / 375×500
@@ -143,7 +144,7 @@ def percentile(values: list[float], q: float) -> float:
 
 # ---------------------------------------------------------------------------- the artifact
 def render_photos(count: int, classes: int, seed: int) -> list[tuple[int, object]]:
-    """(class, PIL image) pairs: synthetic_dataset's class patterns as 500×375 / 375×500 photos."""
+    """(class, PIL image) pairs: the synthetic set's class patterns as 500×375 / 375×500 photos."""
     from dog_breeds.data import synthetic
 
     rng = np.random.default_rng(seed)
@@ -234,7 +235,7 @@ def train_photos(recipe: dict) -> list[tuple[int, object]]:
 
 
 def ensure_artifact(work: Path, rebuild: bool) -> Path:
-    """The benchmark's artifact (model_artifact layout + OpenVINO form), cached in ``work``."""
+    """The benchmark's artifact (dog_breeds.artifact layout + OpenVINO form), cached in ``work``."""
     model_dir = work / "artifact"
     recipe_file = model_dir / "bench_recipe.json"
     wanted = json.loads(json.dumps(RECIPE))
@@ -244,7 +245,8 @@ def ensure_artifact(work: Path, rebuild: bool) -> Path:
 
     from dog_breeds.artifact import store
     from dog_breeds.data import synthetic
-    from dog_breeds.serving import preprocess, runtimes
+    from dog_breeds.serving import preprocess
+    from dog_breeds.training import cpu_export
 
     started = time.perf_counter()
     print(f"building the benchmark artifact in {model_dir} (once) ...", file=sys.stderr)
@@ -258,7 +260,7 @@ def ensure_artifact(work: Path, rebuild: bool) -> Path:
         mean=preprocess.IMAGENET_MEAN, std=preprocess.IMAGENET_STD,
         model_name="bench-resnet50",
     )  # fmt: skip
-    exported = runtimes.export_cpu_form(model, model_dir)
+    exported = cpu_export.export_cpu_form(model, model_dir)
     int8 = export_int8(model_dir, work / "dataset", classes)
     fit["int8"] = {k: v for k, v in int8.__dict__.items() if v is not None}
     fit["seconds"] = round(time.perf_counter() - started, 1)
@@ -489,15 +491,16 @@ def child_int8(model_dir: Path, image_dir: Path, count: int) -> None:
     line. The int8 IR is cached beside the artifact (a --rebuild discards both)."""
     import openvino as ov
 
+    from dog_breeds.artifact import cpu_form
     from dog_breeds.serving import preprocess, runtimes
 
     config = json.loads((model_dir / "config.json").read_text())
     size = config["image_size"]
     core = runtimes.openvino_core()
-    fp32_model = core.read_model(model_dir / runtimes.OPENVINO_DIR / runtimes.IR_XML)
-    shipped_xml = model_dir / runtimes.OPENVINO_DIR / runtimes.INT8_IR_XML
+    fp32_model = core.read_model(model_dir / cpu_form.OPENVINO_DIR / cpu_form.IR_XML)
+    shipped_xml = model_dir / cpu_form.OPENVINO_DIR / cpu_form.INT8_IR_XML
     # The int8 IR that shipped; if the guard refused it, this benchmark's own (cached) one.
-    int8_xml = shipped_xml if shipped_xml.is_file() else model_dir / INT8_DIR / runtimes.IR_XML
+    int8_xml = shipped_xml if shipped_xml.is_file() else model_dir / INT8_DIR / cpu_form.IR_XML
     quantize_s = None
     if not int8_xml.is_file():
         import nncf
@@ -512,7 +515,7 @@ def child_int8(model_dir: Path, image_dir: Path, count: int) -> None:
         quantize_s = round(time.perf_counter() - started, 1)
         tmp = int8_xml.parent.with_name(INT8_DIR + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        ov.save_model(int8_model, tmp / runtimes.IR_XML, compress_to_fp16=False)
+        ov.save_model(int8_model, tmp / cpu_form.IR_XML, compress_to_fp16=False)
         tmp.rename(int8_xml.parent)
 
     threads = runtimes.available_cpus()  # one worker's view: every core, as the side-by-side

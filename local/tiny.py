@@ -97,7 +97,7 @@ def train(
 def package(model_dir: Path, tar_path: Path) -> Path:
     """``model.tar.gz`` exactly as the SageMaker PyTorch serving container gets it."""
     # Imported here: it imports torch (seconds), which nothing else in this module needs.
-    from dog_breeds.artifact.store import package_model
+    from dog_breeds.artifact.serving_code import package_model
 
     return package_model(model_dir, tar_path)
 

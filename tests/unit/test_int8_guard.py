@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 import pytest
 
+from dog_breeds.artifact import cpu_form
 from dog_breeds.serving import runtimes
 from dog_breeds.training import quantize, trainer
 
@@ -50,15 +51,15 @@ def test_calibration_spreads_over_every_class_of_a_sorted_split():
     assert picked == set(range(133))
 
 
-def record(**overrides) -> runtimes.Int8Record:
+def record(**overrides) -> cpu_form.Int8Record:
     values = {
         "shipped": True,
         "reason": "ok",
-        "file": runtimes.INT8_IR_XML,
+        "file": cpu_form.INT8_IR_XML,
         "model_version": "abc",
         "weights_sha256_12": "abc",
     }
-    return runtimes.Int8Record(**{**values, **overrides})
+    return cpu_form.Int8Record(**{**values, **overrides})
 
 
 @pytest.fixture
@@ -98,9 +99,9 @@ def test_the_force_fp32_switch(value, forced):
 
 def test_the_int8_record_round_trips_through_export_json_and_ignores_strangers():
     meta = {"int8": {**asdict(record(drop_points=0.0)), "added_later": 1}}
-    assert runtimes.Int8Record.from_meta(meta) == record(drop_points=0.0)
-    assert runtimes.Int8Record.from_meta({}) is None
-    assert runtimes.Int8Record.from_meta({"int8": {"file": "x"}}) is None
+    assert cpu_form.Int8Record.from_meta(meta) == record(drop_points=0.0)
+    assert cpu_form.Int8Record.from_meta({}) is None
+    assert cpu_form.Int8Record.from_meta({"int8": {"file": "x"}}) is None
 
 
 def test_train_py_takes_the_int8_hyperparameters():

@@ -47,8 +47,9 @@ ENDPOINT_NAME_PATTERN = re.compile(r"^[a-z0-9](-*[a-z0-9]){0,62}$")
 DEFAULT_STACK = "dog-breeds"  # samconfig.toml's stack_name, the Makefile's STACK default
 IN_PROGRESS = ("Creating", "Updating", "SystemUpdating", "RollingBack")
 POLL_SECONDS = 30.0  # between DescribeEndpoint calls while waiting
-# How much of model.tar.gz is read looking for config.json (tarballs written by package_model
-# have it before the weights; others may not: then the ETag names the version).
+# How much of model.tar.gz is read looking for config.json (tarballs written by
+# serving_code.package_model have it before the weights; others may not: then the ETag names the
+# version).
 VERSION_SCAN_BYTES = 16 << 20
 
 # What SageMaker Serverless Inference accepts (CreateEndpointConfig's ServerlessConfig).

@@ -40,8 +40,7 @@ def untrained_artifact(trained: Path, model_dir: Path, seed: int) -> Path:
 
     from dog_breeds.artifact import store
     from dog_breeds.model import network
-    from dog_breeds.serving import runtimes
-    from dog_breeds.training import quantize
+    from dog_breeds.training import cpu_export, quantize
 
     config = store.load_config(trained)
     classes = store.load_classes(trained)
@@ -60,7 +59,7 @@ def untrained_artifact(trained: Path, model_dir: Path, seed: int) -> Path:
         std=config["std"],
         model_name=config["model_name"],
     )
-    assert runtimes.export_cpu_form(model, model_dir) is not None
+    assert cpu_export.export_cpu_form(model, model_dir) is not None
     quantize.disabled(model_dir, "disabled (--int8 false)")
     return model_dir
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from fast_serving_helpers import IMAGE_SIZE, small_model, write_artifact
 
-from dog_breeds.serving import runtimes
+from dog_breeds.training import cpu_export
 
 
 @dataclass
@@ -34,7 +34,7 @@ def exported_session(tmp_path_factory) -> tuple[Path, ExportObservations]:
     handle = model.register_forward_hook(lambda *_: calls.append(1))
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    assert runtimes.export_cpu_form(model, model_dir) == model_dir / "openvino"
+    assert cpu_export.export_cpu_form(model, model_dir) == model_dir / "openvino"
     during = len(calls)
     training = model.training
     unchanged = all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

@@ -224,12 +224,15 @@ def test_pytorch_serves_last_when_neither_ir_matches_the_artifact(int8_copy):
 
 
 # ---------------------------------------------------------------------------- what ships where
-def test_the_serving_code_neither_carries_nor_imports_nncf():
+def test_the_serving_code_carries_no_export_and_no_nncf():
     files = serving_code.code_files()
     assert "dog_breeds/training/quantize.py" not in files
-    assert "dog_breeds/serving/runtimes.py" in files
+    assert "dog_breeds/training/cpu_export.py" not in files
+    assert {"dog_breeds/serving/runtimes.py", "dog_breeds/artifact/cpu_form.py"} <= set(files)
     sources = [p.read_text() for name, p in files.items() if name.endswith(".py")]
     assert not [s for s in sources if "import nncf" in s or "from nncf" in s]
+    # Exporting (tracing, converting, saving an IR) is training's: the endpoint only reads one.
+    assert not [s for s in sources if "convert_model" in s or "save_model" in s]
     serving = (REPO / "training/container/requirements-serving.txt").read_text()
     training = (REPO / "training/container/requirements.txt").read_text()
     assert "nncf" not in serving.lower()

@@ -15,7 +15,9 @@ import pytest
 import torch
 from fast_serving_helpers import IMAGE_SIZE, NUM_CLASSES, loader_for, small_model
 
+from dog_breeds.artifact import cpu_form
 from dog_breeds.serving import runtimes
+from dog_breeds.training import cpu_export
 
 
 def batch(n: int, seed: int = 1) -> np.ndarray:
@@ -154,7 +156,7 @@ def config_only_artifact(model_dir):
 def test_export_without_openvino_returns_none_and_writes_nothing(tmp_path, monkeypatch):
     model_dir = config_only_artifact(tmp_path / "model")
     monkeypatch.setitem(sys.modules, "openvino", None)
-    assert runtimes.export_cpu_form(torch.nn.Conv2d(3, 4, 3), model_dir) is None
+    assert cpu_export.export_cpu_form(torch.nn.Conv2d(3, 4, 3), model_dir) is None
     assert not (model_dir / "openvino").exists()
 
 
@@ -173,7 +175,7 @@ def test_export_failure_never_raises_and_leaves_nothing_behind(tmp_path):
         def forward(self, x):
             raise RuntimeError("cannot trace me")
 
-    assert runtimes.export_cpu_form(Untraceable(), model_dir) is None
+    assert cpu_export.export_cpu_form(Untraceable(), model_dir) is None
     assert not (model_dir / "openvino").exists()
     assert not (model_dir / ".openvino.tmp").exists()
 
@@ -217,7 +219,7 @@ def test_a_handled_signal_after_two_runtimes_does_not_kill_the_process(exported_
     """train.py's int8 guard compiles an fp32 and an int8 runtime; each OpenVINO Core's CPU plugin
     swaps the thread's alternate signal stack. The runtimes share one Core, so the stack a
     signal handler runs on is still mapped when DataLoader workers exit (exit code was 139)."""
-    xml = exported_artifact / runtimes.OPENVINO_DIR / runtimes.IR_XML
+    xml = exported_artifact / cpu_form.OPENVINO_DIR / cpu_form.IR_XML
     done = subprocess.run(
         [sys.executable, "-c", SIGNAL_AFTER_TWO_RUNTIMES, str(xml), str(IMAGE_SIZE)],
         capture_output=True,

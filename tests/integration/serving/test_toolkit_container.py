@@ -16,7 +16,7 @@ from pathlib import Path
 import bad_images
 import pytest
 
-from dog_breeds.artifact import store
+from dog_breeds.artifact import serving_code
 from dog_breeds.serving import inference as ei
 from local.model_container import ToolkitContainer, WorkerFailed, WorkerPool
 
@@ -75,7 +75,7 @@ def test_the_worker_survives_bad_input(container, test_images):
 
 def test_packaged_model_carries_self_contained_serving_code(trained_artifact, tmp_path):
     """model.tar.gz's code/ imports on its own, as in the container (no training/ on the path)."""
-    tar_path = store.package_model(trained_artifact, tmp_path / "model.tar.gz")
+    tar_path = serving_code.package_model(trained_artifact, tmp_path / "model.tar.gz")
     with tarfile.open(tar_path) as tar:
         names = set(tar.getnames())
         tar.extractall(tmp_path / "model", filter="data")
@@ -115,7 +115,7 @@ def test_a_bad_top_k_header_is_a_400_through_the_toolkit(container, test_images,
 def packaged_model(trained_artifact, tmp_path_factory):
     """model.tar.gz extracted, as SageMaker puts it in /opt/ml/model."""
     work = tmp_path_factory.mktemp("packaged")
-    tar_path = store.package_model(trained_artifact, work / "model.tar.gz")
+    tar_path = serving_code.package_model(trained_artifact, work / "model.tar.gz")
     with tarfile.open(tar_path) as tar:
         tar.extractall(work / "model", filter="data")
     return work / "model"

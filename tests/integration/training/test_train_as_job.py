@@ -20,10 +20,10 @@ import pytest
 import torch
 from torchvision import models
 
+from dog_breeds.artifact import cpu_form
 from dog_breeds.artifact.serving_code import SOURCE_DIR
 from dog_breeds.data.synthetic import make_dataset
 from dog_breeds.model import network
-from dog_breeds.serving import runtimes
 from local.parity import envs, training
 from training.launch import jobs
 
@@ -76,15 +76,15 @@ def assert_completed_with_its_artifact(done: subprocess.CompletedProcess, model_
     assert summary["num_workers"] == min(4, CPUS) > 0
     assert "loader workers still running" not in done.stderr
     assert {"model.pth", "config.json", "classes.json"} <= {p.name for p in model_dir.iterdir()}
-    ir_dir = model_dir / runtimes.OPENVINO_DIR
-    assert (ir_dir / runtimes.IR_XML).is_file() and (ir_dir / "model.bin").is_file()
-    meta = json.loads((ir_dir / runtimes.EXPORT_META).read_text())
+    ir_dir = model_dir / cpu_form.OPENVINO_DIR
+    assert (ir_dir / cpu_form.IR_XML).is_file() and (ir_dir / "model.bin").is_file()
+    meta = json.loads((ir_dir / cpu_form.EXPORT_META).read_text())
     config = json.loads((model_dir / "config.json").read_text())
     assert config["image_size"] == meta["image_size"] == 224  # train.py's default size
     int8 = meta["int8"]
     # Quantized and judged on the validation split; the int8 IR ships exactly when the guard says.
     assert int8["calibration_images"] == 16 and int8["valid_images"] == 8, int8
-    assert (ir_dir / runtimes.INT8_IR_XML).is_file() == int8["shipped"]
+    assert (ir_dir / cpu_form.INT8_IR_XML).is_file() == int8["shipped"]
     return summary
 
 

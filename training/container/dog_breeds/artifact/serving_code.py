@@ -1,6 +1,9 @@
-"""The serving container's ``code/`` directory: ``endpoint_inference.py``, every module of the
-source folder it imports (following dotted and relative imports, with their packages'
-``__init__.py``), and ``requirements-serving.txt`` as ``requirements.txt``.
+"""The serving container's ``code/`` directory and the ``model.tar.gz`` that carries it.
+
+``code/``: ``endpoint_inference.py``, every module of the source folder it imports (following
+dotted and relative imports, with their packages' ``__init__.py``), and
+``requirements-serving.txt`` as ``requirements.txt``. ``package_model`` writes a model dir and
+``code/`` into a ``model.tar.gz`` as SageMaker stores it.
 
 Kept free of torch so that the launchers can stage it without loading the model code.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import shutil
+import tarfile
 from pathlib import Path
 
 SOURCE_DIR = Path(__file__).resolve().parents[2]  # training/container: the estimator's source_dir
@@ -87,3 +91,19 @@ def write_code_dir(target: Path, source_dir: Path = SOURCE_DIR) -> Path:
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target / name)
     return target
+
+
+def package_model(model_dir: Path, tar_path: Path, with_code: bool = True) -> Path:
+    """``model.tar.gz`` as SageMaker stores it, plus (``with_code``) ``code/`` holding the serving
+    modules and ``requirements-serving.txt`` as ``code/requirements.txt``, so the PyTorch serving
+    container runs it with ``SAGEMAKER_PROGRAM=endpoint_inference.py`` and no repacking."""
+    model_dir, tar_path = Path(model_dir), Path(tar_path)
+    tar_path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for path in sorted(model_dir.iterdir()):
+            if path.name != "code":
+                tar.add(path, arcname=path.name)
+        if with_code:
+            for name, path in code_files().items():
+                tar.add(path, arcname=f"code/{name}")
+    return tar_path

@@ -3,21 +3,19 @@
 model.pth     state_dict of network.DogBreedNet
 classes.json  ordered class names (folder names without the numeric prefix)
 config.json   enough to rebuild the network without train.py's arguments (CONFIG_KEYS)
-openvino/     CPU-optimised form, written by fast_runtime.export_cpu_form (optional)
-code/         the serving code, only in a packaged model.tar.gz (package_model)
+openvino/     CPU-optimised form (artifact.cpu_form), written by training.cpu_export (optional)
+code/         the serving code, only in a packaged model.tar.gz (serving_code.package_model)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import tarfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dog_breeds.artifact import serving_code
 from dog_breeds.model import network
 
 WEIGHTS_FILE = "model.pth"
@@ -107,19 +105,3 @@ def build_from_artifact(model_dir: Path) -> torch.nn.Module:
     state = torch.load(Path(model_dir) / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval()
-
-
-def package_model(model_dir: Path, tar_path: Path, with_code: bool = True) -> Path:
-    """``model.tar.gz`` as SageMaker stores it, plus (``with_code``) ``code/`` holding the serving
-    modules and ``requirements-serving.txt`` as ``code/requirements.txt``, so the PyTorch serving
-    container runs it with ``SAGEMAKER_PROGRAM=endpoint_inference.py`` and no repacking."""
-    model_dir, tar_path = Path(model_dir), Path(tar_path)
-    tar_path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(tar_path, "w:gz") as tar:
-        for path in sorted(model_dir.iterdir()):
-            if path.name != "code":
-                tar.add(path, arcname=path.name)
-        if with_code:
-            for name, path in serving_code.code_files().items():
-                tar.add(path, arcname=f"code/{name}")
-    return tar_path

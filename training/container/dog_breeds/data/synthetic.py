@@ -3,7 +3,8 @@
 Each class has its own hue and stripe orientation/frequency, with per-image jitter (hue, phase,
 brightness, noise, framing), so a network trained from random init learns it in a few epochs.
 
-    python training/synthetic_dataset.py OUT --classes 4 --per-class 24 6 6 --image-size 96
+    cd training/container && python -m dog_breeds.data.synthetic OUT --classes 4 \
+        --per-class 24 6 6 --image-size 96
 """
 
 from __future__ import annotations

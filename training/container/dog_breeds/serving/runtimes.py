@@ -1,14 +1,13 @@
 """CPU serving runtimes for the classifier: which engine runs the network at the endpoint.
 
-Interface (used by endpoint_inference.model_fn and by train.py's packaging step):
+Interface (used by endpoint_inference.model_fn):
 - ``select_runtime(model_dir, build_torch_model) -> Runtime``
-- ``export_cpu_form(model, model_dir) -> Path | None``
 A Runtime takes a float32 NCHW batch, already normalised, and returns float32 logits (N, classes).
 
-The CPU form is an OpenVINO IR in ``model_dir/openvino/`` (``model.xml``, ``model.bin``, fp32
-weights, batch dimension dynamic) plus ``export.json``, recording which weights it was made from.
-Training may add an int8 IR beside it (``model-int8.xml``/``.bin``, NNCF post-training
-quantization, see ``dog_breeds.training.quantize``), described by export.json's ``"int8"`` record
+The CPU form (``dog_breeds.artifact.cpu_form``) is an OpenVINO IR in ``model_dir/openvino/``
+with ``export.json``, recording which weights it was made from, exported at the end of training
+(``dog_breeds.training.cpu_export``). Training may add an int8 IR beside it (NNCF post-training
+quantization, ``dog_breeds.training.quantize``), described by export.json's ``"int8"`` record
 (``Int8Record``): shipped only when its validation top-1 stayed within the allowed drop of fp32's.
 
 ``select_runtime`` serves, in order: the int8 IR (when its record says shipped, names this
@@ -21,19 +20,13 @@ and why. Serving needs only ``openvino`` for either IR: nothing here imports nnc
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
-import hashlib
-import json
 import logging
 import math
 import os
-import shutil
 import threading
 import time
-import warnings
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,18 +34,20 @@ import numpy as np
 import torch
 
 from dog_breeds import contract
+from dog_breeds.artifact.cpu_form import (
+    EXPORT_META,
+    INT8_IR_XML,
+    IR_XML,
+    OPENVINO_DIR,
+    Int8Record,
+    artifact_identity,
+    read_export_meta,
+)
 
 log = logging.getLogger(__name__)
 
-OPENVINO_DIR = "openvino"
-IR_XML = "model.xml"
-EXPORT_META = "export.json"
-INT8_IR_XML = "model-int8.xml"
 # Set to 1/true on the endpoint to serve the fp32 IR even where an int8 one was shipped.
 FORCE_FP32_ENV = "DOG_BREEDS_FORCE_FP32"
-# The IR must reproduce the torch logits this closely at export time, or it is not shipped.
-EXPORT_ATOL = 1e-3
-EXPORT_RTOL = 1e-3
 MODEL_SERVER_WORKERS_ENV = contract.MODEL_SERVER_WORKERS_ENV
 
 
@@ -74,54 +69,6 @@ class TorchRuntime:
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return self.model(torch.from_numpy(batch)).float().numpy()
-
-
-@dataclass
-class Int8Record:
-    """export.json's ``"int8"`` record: whether an int8 IR ships beside the fp32 one, and why.
-
-    Written at the end of training (``dog_breeds.training.quantize``), read by ``select_runtime``.
-    Accuracies are validation top-1 fractions (0..1) of each IR on the images as served;
-    ``drop_points`` is (fp32 - int8) x 100; the int8 IR ships when it is <= ``max_drop_points``.
-    ``model_version``/``weights_sha256_12`` name the artifact it was quantized from.
-    """
-
-    shipped: bool
-    reason: str
-    file: str | None = None
-    model_version: str | None = None
-    weights_sha256_12: str | None = None
-    fp32_valid_accuracy: float | None = None
-    int8_valid_accuracy: float | None = None
-    drop_points: float | None = None
-    max_drop_points: float | None = None
-    valid_images: int | None = None
-    calibration_images: int | None = None
-    quantize_seconds: float | None = None
-    seconds: float | None = None
-    nncf_version: str | None = None
-
-    @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> Int8Record | None:
-        raw = meta.get("int8")
-        if not isinstance(raw, dict):
-            return None
-        known = {f.name for f in fields(cls)}
-        try:
-            return cls(**{k: v for k, v in raw.items() if k in known})
-        except TypeError:  # a record without shipped/reason
-            return None
-
-
-def write_int8_record(model_dir: Path, record: Int8Record) -> None:
-    """Put ``record`` into the fp32 form's export.json (its other keys kept), atomically: the
-    int8 files must already be in place when a record says shipped."""
-    path = Path(model_dir) / OPENVINO_DIR / EXPORT_META
-    meta = json.loads(path.read_text())
-    meta["int8"] = asdict(record)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def force_fp32(environ: Mapping[str, str] = os.environ) -> bool:
@@ -240,159 +187,6 @@ def threads_per_worker() -> int:
     return max(1, cpus // max(1, workers))
 
 
-def _read_config(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / "config.json"
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text())
-
-
-def _weights_digest(model_dir: Path) -> str | None:
-    """sha256 (first 12 hex) of model.pth: catches weights replaced without a new config."""
-    path = model_dir / "model.pth"
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:12]
-
-
-def artifact_identity(model_dir: Path) -> dict[str, Any]:
-    """What an exported IR must agree with to be served for this artifact."""
-    config = _read_config(model_dir)
-    return {
-        "model_version": config.get("model_version"),
-        "weights_sha256_12": _weights_digest(model_dir),
-        "image_size": int(config.get("image_size", 224)),
-        "num_classes": config.get("num_classes"),
-    }
-
-
-@contextlib.contextmanager
-def _without_hooks(model: torch.nn.Module) -> Iterator[None]:
-    """Detach module hooks (e.g. the smdebug hook's) so tracing neither records nor copies them."""
-    saved = []
-    for module in model.modules():
-        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks"):
-            hooks = getattr(module, attr, None)
-            if hooks:
-                saved.append((module, attr, hooks))
-                setattr(module, attr, type(hooks)())
-    try:
-        yield
-    finally:
-        for module, attr, hooks in saved:
-            setattr(module, attr, hooks)
-
-
-def _cpu_fp32_eval_copy(model: torch.nn.Module) -> torch.nn.Module:
-    params = list(model.parameters()) + list(model.buffers())
-    on_cpu_fp32 = all(
-        p.device.type == "cpu" and (p.dtype == torch.float32 or not p.is_floating_point())
-        for p in params
-    )
-    if on_cpu_fp32 and not model.training:
-        return model
-    return copy.deepcopy(model).cpu().float().eval()
-
-
-def export_cpu_form(model: torch.nn.Module, model_dir: Path) -> Path | None:
-    """Write the CPU-optimised form of ``model`` into ``model_dir``; None when not available.
-
-    Call it after the artifact (model.pth, config.json) is saved: the IR records the artifact's
-    model_version and weights digest, and its input size is config.json's image_size. It never
-    raises: training must not be lost because the optional fast form could not be made.
-    """
-    model_dir = Path(model_dir)
-    try:
-        import openvino as ov
-    except ImportError as exc:
-        log.warning("CPU form not exported: openvino does not import (%s)", exc)
-        return None
-    try:
-        return _export_openvino(ov, model, model_dir)
-    except Exception:
-        log.exception("CPU form not exported: OpenVINO conversion failed; serving will use PyTorch")
-        shutil.rmtree(model_dir / f".{OPENVINO_DIR}.tmp", ignore_errors=True)
-        return None
-
-
-def _export_openvino(ov: Any, model: torch.nn.Module, model_dir: Path) -> Path | None:
-    started = time.perf_counter()
-    identity = artifact_identity(model_dir)
-    size = identity["image_size"]
-    tmp_dir = model_dir / f".{OPENVINO_DIR}.tmp"
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir(parents=True)
-
-    with _without_hooks(model):
-        was_training = model.training
-        try:
-            cpu_model = _cpu_fp32_eval_copy(model.eval())
-            example = torch.zeros(1, 3, size, size)
-            # convert_model traces with torch.jit.trace, which now warns that it is deprecated.
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                ov_model = ov.convert_model(
-                    cpu_model,
-                    example_input=example,
-                    # Batch dimension left dynamic: one IR serves batch 1 and batched calls alike.
-                    input=[ov.PartialShape([-1, 3, size, size])],
-                )
-            # save_model compresses weights to fp16 unless told not to (its default is True).
-            ov.save_model(ov_model, tmp_dir / IR_XML, compress_to_fp16=False)
-
-            # Refuse to ship an IR that does not reproduce the torch logits.
-            probe = np.random.default_rng(0).standard_normal((2, 3, size, size), np.float32)
-            with torch.no_grad():
-                expected = cpu_model(torch.from_numpy(probe)).float().numpy()
-        finally:
-            model.train(was_training)
-
-    got = OpenVINORuntime(tmp_dir / IR_XML, size)(probe)
-    max_abs_diff = float(np.abs(got - expected).max())
-    if not np.allclose(got, expected, atol=EXPORT_ATOL, rtol=EXPORT_RTOL):
-        log.error("CPU form not exported: OpenVINO logits differ from torch by %.3g", max_abs_diff)
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        return None
-
-    meta = {
-        **identity,
-        "format": "openvino-ir",
-        "precision": "f32",
-        "input_shape": [-1, 3, size, size],
-        "openvino_version": ov.get_version(),
-        "torch_version": torch.__version__,
-        "export_max_abs_logit_diff": max_abs_diff,
-    }
-    (tmp_dir / EXPORT_META).write_text(json.dumps(meta, indent=2) + "\n")
-
-    final_dir = model_dir / OPENVINO_DIR
-    shutil.rmtree(final_dir, ignore_errors=True)
-    tmp_dir.rename(final_dir)
-    log.info(
-        "CPU form exported: %s (OpenVINO %s, fp32, max logit diff %.2g, %.1f s)",
-        final_dir,
-        meta["openvino_version"],
-        max_abs_diff,
-        time.perf_counter() - started,
-    )
-    return final_dir
-
-
-def _read_export_meta(model_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """export.json of the fp32 IR, or None and why it cannot serve."""
-    ir_dir = model_dir / OPENVINO_DIR
-    if not (ir_dir / IR_XML).is_file() or not (ir_dir / IR_XML).with_suffix(".bin").is_file():
-        return None, f"no OpenVINO IR at {ir_dir / IR_XML}"
-    try:
-        return json.loads((ir_dir / EXPORT_META).read_text()), None
-    except (OSError, ValueError) as exc:
-        return None, f"OpenVINO IR has no readable {EXPORT_META} ({exc})"
-
-
 def _stale_reason(meta: dict[str, Any], identity: dict[str, Any]) -> str | None:
     """Why the exported IR must not serve this artifact, or None when it matches."""
     for key, current in identity.items():
@@ -459,7 +253,7 @@ def select_runtime(model_dir: Path, build_torch_model: Callable[[], torch.nn.Mod
         reason = f"openvino does not import ({exc})"
     else:
         identity = artifact_identity(model_dir)
-        meta, reason = _read_export_meta(model_dir)
+        meta, reason = read_export_meta(model_dir)
         if meta is not None:
             reason = _stale_reason(meta, identity)
     if reason is None and meta is not None:

@@ -2,12 +2,12 @@
 
     record = quantize.export_int8_form(model_dir, data, max_drop_points=0.5)
 
-Runs after ``runtimes.export_cpu_form`` wrote ``model_dir/openvino/``. Calibration: up to
+Runs after ``cpu_export.export_cpu_form`` wrote ``model_dir/openvino/``. Calibration: up to
 ``CALIBRATION_LIMIT`` training images, spread evenly over the (class-sorted) split, preprocessed
 as the endpoint preprocesses them (no augmentation). Guard: the fp32 and the int8 IR each classify
 the validation split through OpenVINO; the int8 IR ships (``model-int8.xml``/``.bin`` beside the
 fp32 one) only when its top-1 accuracy is at most ``max_drop_points`` percentage points below
-fp32's. Either way export.json's ``"int8"`` record (``runtimes.Int8Record``) says what happened and
+fp32's. Either way export.json's ``"int8"`` record (``cpu_form.Int8Record``) says what happened and
 why. Like the fp32 export it never raises: a failed quantization costs the int8 form, not the run.
 
 Training-side only: nncf is imported here, lazily, and never by the serving code.
@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from dog_breeds.artifact import store
+from dog_breeds.artifact import cpu_form, store
 from dog_breeds.data import folders
 from dog_breeds.serving import image_decode, preprocess, runtimes
+from dog_breeds.training import cpu_export
 
 log = logging.getLogger(__name__)
 
@@ -124,19 +125,19 @@ def export_int8_form(
     max_drop_points: float = DEFAULT_MAX_DROP_POINTS,
     calibration_limit: int = CALIBRATION_LIMIT,
     quantize: Quantizer = quantize_with_nncf,
-) -> runtimes.Int8Record:
+) -> cpu_form.Int8Record:
     """Quantize ``model_dir``'s fp32 IR, guard it on ``data.valid``, record the verdict in
     export.json; returns the record. Needs the fp32 IR in place; never raises."""
     model_dir = Path(model_dir)
     started = time.perf_counter()
-    identity = runtimes.artifact_identity(model_dir)
+    identity = cpu_form.artifact_identity(model_dir)
     try:
         record = _quantize_and_guard(model_dir, data, max_drop_points, calibration_limit, quantize)
     except ImportError as exc:
-        record = runtimes.Int8Record(False, f"nncf or openvino does not import ({exc})")
+        record = cpu_form.Int8Record(False, f"nncf or openvino does not import ({exc})")
     except Exception as exc:
         log.exception("int8 form not exported: quantization failed")
-        record = runtimes.Int8Record(False, f"quantization failed ({type(exc).__name__}: {exc})")
+        record = cpu_form.Int8Record(False, f"quantization failed ({type(exc).__name__}: {exc})")
         _remove_int8_files(model_dir)
     record.model_version = identity["model_version"]
     record.weights_sha256_12 = identity["weights_sha256_12"]
@@ -146,10 +147,10 @@ def export_int8_form(
     return record_int8(model_dir, record)
 
 
-def record_int8(model_dir: Path, record: runtimes.Int8Record) -> runtimes.Int8Record:
+def record_int8(model_dir: Path, record: cpu_form.Int8Record) -> cpu_form.Int8Record:
     """Write ``record`` into export.json (when there is an fp32 form to add it to) and log it."""
-    if (Path(model_dir) / runtimes.OPENVINO_DIR / runtimes.EXPORT_META).is_file():
-        runtimes.write_int8_record(model_dir, record)
+    if (Path(model_dir) / cpu_form.OPENVINO_DIR / cpu_form.EXPORT_META).is_file():
+        cpu_export.write_int8_record(model_dir, record)
     if record.shipped:
         log.info("int8 form exported: %s (%.1f s)", record.reason, record.seconds or 0.0)
     else:
@@ -163,35 +164,35 @@ def _quantize_and_guard(
     max_drop_points: float,
     calibration_limit: int,
     quantize: Quantizer,
-) -> runtimes.Int8Record:
+) -> cpu_form.Int8Record:
     import openvino as ov
 
     config = store.load_config(model_dir)
     size, mean, std = config["image_size"], config["mean"], config["std"]
-    ir_dir = model_dir / runtimes.OPENVINO_DIR
+    ir_dir = model_dir / cpu_form.OPENVINO_DIR
 
     calibration = calibration_inputs(data.train.samples, size, mean, std, calibration_limit)
     quantize_started = time.perf_counter()
-    fp32_model = runtimes.openvino_core().read_model(ir_dir / runtimes.IR_XML)
+    fp32_model = runtimes.openvino_core().read_model(ir_dir / cpu_form.IR_XML)
     int8_model = quantize(fp32_model, calibration)
     quantize_seconds = round(time.perf_counter() - quantize_started, 2)
-    xml = ir_dir / runtimes.INT8_IR_XML
+    xml = ir_dir / cpu_form.INT8_IR_XML
     ov.save_model(int8_model, xml, compress_to_fp16=False)
 
     valid = data.valid.samples
     # The guard is the only work in the training process: every core, whatever the workers.
     threads = runtimes.available_cpus()
-    fp32_runtime = runtimes.OpenVINORuntime(ir_dir / runtimes.IR_XML, size, threads)
+    fp32_runtime = runtimes.OpenVINORuntime(ir_dir / cpu_form.IR_XML, size, threads)
     fp32 = top1_accuracy(fp32_runtime, valid, size, mean, std)
     int8_runtime = runtimes.OpenVINORuntime(xml, size, threads, precision="int8")
     int8 = top1_accuracy(int8_runtime, valid, size, mean, std)
     ships, drop, reason = guard_verdict(fp32, int8, max_drop_points)
     if not ships:
         _remove_int8_files(model_dir)
-    return runtimes.Int8Record(
+    return cpu_form.Int8Record(
         shipped=ships,
         reason=reason,
-        file=runtimes.INT8_IR_XML if ships else None,
+        file=cpu_form.INT8_IR_XML if ships else None,
         fp32_valid_accuracy=fp32,
         int8_valid_accuracy=int8,
         drop_points=drop,
@@ -202,11 +203,11 @@ def _quantize_and_guard(
 
 
 def _remove_int8_files(model_dir: Path) -> None:
-    xml = model_dir / runtimes.OPENVINO_DIR / runtimes.INT8_IR_XML
+    xml = model_dir / cpu_form.OPENVINO_DIR / cpu_form.INT8_IR_XML
     for path in (xml, xml.with_suffix(".bin")):
         path.unlink(missing_ok=True)
 
 
-def disabled(model_dir: Path, why: str) -> runtimes.Int8Record:
+def disabled(model_dir: Path, why: str) -> cpu_form.Int8Record:
     """Record that no int8 form was attempted (e.g. ``--int8 false``)."""
-    return record_int8(model_dir, runtimes.Int8Record(False, why))
+    return record_int8(model_dir, cpu_form.Int8Record(False, why))

@@ -36,8 +36,7 @@ from dog_breeds import contract
 from dog_breeds.artifact import store
 from dog_breeds.data import folders
 from dog_breeds.model import network
-from dog_breeds.serving import runtimes
-from dog_breeds.training import debugger, metrics, quantize
+from dog_breeds.training import cpu_export, debugger, metrics, quantize
 from dog_breeds.training.checkpoints import (
     SAGEMAKER_CHECKPOINT_DIR,
     Checkpoints,
@@ -122,7 +121,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--cpu_form",
         type=str2bool,
         default=True,
-        help="also export the CPU-optimised serving form (runtimes.export_cpu_form)",
+        help="also export the CPU-optimised serving form (cpu_export.export_cpu_form)",
     )
     p.add_argument(
         "--int8",
@@ -497,7 +496,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     model = learner.model.cpu().eval()
     config = save_artifact(args, model, data.classes, state.best_epoch, test)
-    cpu_form = runtimes.export_cpu_form(model, Path(args.model_dir)) if args.cpu_form else None
+    cpu_form = cpu_export.export_cpu_form(model, Path(args.model_dir)) if args.cpu_form else None
     if cpu_form and args.int8:
         quantize.export_int8_form(Path(args.model_dir), data, args.int8_max_drop)
     elif cpu_form:
