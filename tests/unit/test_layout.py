@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Top-level package -> the folder it lives in (as pyproject.toml maps them).
 PACKAGES = {
     "classify_upload": REPO / "lambdas" / "classify_upload" / "classify_upload",
-    "classify_ops": REPO / "lambdas" / "ops" / "classify_ops",
+    "classify_ops": REPO / "ops" / "classify_ops",
     "dog_breeds": REPO / "training" / "container" / "dog_breeds",
     "training": REPO / "training",
     "local": REPO / "local",
