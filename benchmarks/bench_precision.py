@@ -1,4 +1,6 @@
-"""What lower precision would cost: the served fp32 IR vs bf16 execution vs NNCF int8, on the
+"""What lower precision would cost.
+
+What lower precision would cost: the served fp32 IR vs bf16 execution vs NNCF int8, on the
 benchmark's artifact and images (run ``make bench`` first; it builds both under runs/bench/).
 ``make bench`` itself reports int8 (latency, agreement, accuracy drop); this adds bf16 and an
 int8 variant with the head left in fp32.

@@ -1,4 +1,6 @@
-"""The serving reproduction: the real model server of the SageMaker PyTorch inference image,
+"""The serving reproduction.
+
+The serving reproduction: the real model server of the SageMaker PyTorch inference image,
 started by the toolkit's own entry point, and the endpoint contract over HTTP.
 
 What the container does, and what this copies (sagemaker-pytorch-inference, TorchServe):

@@ -1,4 +1,6 @@
-"""Run by the training reproduction's own interpreter (not the development venv's): read the
+"""Read the Debugger output back as a rule job would.
+
+Run by the training reproduction's own interpreter (not the development venv's): read the
 Debugger output back as a rule job would, with ``smdebug.trials.create_trial``.
 
     python trial_probe.py TENSORS_DIR TENSOR_NAME

@@ -1,4 +1,6 @@
-"""The reprocess requests to send: one message per object, built by the function's own
+"""The reprocess requests to send.
+
+The reprocess requests to send: one message per object, built by the function's own
 ``classify_upload.events.reprocess_body`` (its reader, ``reprocess_request``, sits beside it).
 
 Every field but ``run_id`` is copied from the table item exactly as stored (``key`` decoded,

@@ -1,4 +1,6 @@
-"""SageMaker serving entry point (``SAGEMAKER_PROGRAM``): the four handler functions the
+"""SageMaker serving entry point (``SAGEMAKER_PROGRAM``).
+
+SageMaker serving entry point (``SAGEMAKER_PROGRAM``): the four handler functions the
 PyTorch inference toolkit looks up on this module. The code is in ``dog_breeds.serving.inference``;
 this file and the package beside it are the artifact's ``code/`` directory."""
 

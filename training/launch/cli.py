@@ -1,4 +1,6 @@
-"""SageMaker launchers, one stage a command: upload, tune, train, compare, deploy, invoke, report,
+"""SageMaker launchers, one stage a command.
+
+SageMaker launchers, one stage a command: upload, tune, train, compare, deploy, invoke, report,
 rollback, teardown.
 
     python -m training.launch <stage> [options] [--dry-run]

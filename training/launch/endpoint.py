@@ -1,4 +1,6 @@
-"""Stages deploy, rollback, invoke and teardown: the model on an ml.t2.medium endpoint (or a
+"""The endpoint: create, update, roll back, invoke, remove.
+
+Stages deploy, rollback, invoke and teardown: the model on an ml.t2.medium endpoint (or a
 serverless one), updated in place, classified with, removed.
 
 ``deploy`` to an endpoint that does not exist creates it; to one that exists it is an update: a

@@ -1,4 +1,6 @@
-"""How a new model replaces the live one: unique names, SageMaker's deployment guardrails, what is
+"""How a new model replaces the live one.
+
+How a new model replaces the live one: unique names, SageMaker's deployment guardrails, what is
 kept for a rollback. Pure decisions; ``endpoint`` makes the calls.
 
 Names. SageMaker refuses a CreateModel / CreateEndpointConfig / CreateEndpoint for a name that

@@ -1,4 +1,6 @@
-"""The stages, one subcommand of ``python -m training.launch`` each, in the order a user runs
+"""The stages of ``python -m training.launch``.
+
+The stages, one subcommand of ``python -m training.launch`` each, in the order a user runs
 them: upload, tune, train, compare, deploy, invoke, report, rollback, teardown.
 
 A stage module has ``HELP`` (its line in the subcommand list), ``add_arguments(parser)`` (its own

@@ -1,4 +1,6 @@
-"""Stage ``compare``: the candidate model against the live one, before a deploy switches to it.
+"""Stage ``compare``: the candidate model against the live one.
+
+Stage ``compare``: the candidate model against the live one, before a deploy switches to it.
 Reads only, so it works in --dry-run too.
 
 The candidate: --candidate, else the model of --training-job, else of the job in

@@ -1,4 +1,6 @@
-"""Stage 4, ``deploy``: a model to the endpoint the SAM template names. The model: --model-data,
+"""Stage 4, ``deploy``: a model to the endpoint, created or updated.
+
+Stage 4, ``deploy``: a model to the endpoint the SAM template names. The model: --model-data,
 else that of --training-job, else of the job in RUNS_DIR/training_job.json. The endpoint: one or
 more --instance-type instances (--instance-count), or serverless capacity with
 --serverless-memory-mb.

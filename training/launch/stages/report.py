@@ -1,4 +1,6 @@
-"""Stage 6, ``report``: what Debugger and Profiler found for --training-job (else the job in
+"""Stage 6, ``report``: what Debugger and Profiler found.
+
+Stage 6, ``report``: what Debugger and Profiler found for --training-job (else the job in
 RUNS_DIR/training_job.json), or only the loss curves of a --trial; written to RUNS_DIR/report.
 """
 

@@ -1,4 +1,6 @@
-"""Stage 7, ``teardown``: delete the endpoint and everything made for it: its autoscaling
+"""Stage 7, ``teardown``: delete the endpoint and everything made for it.
+
+Stage 7, ``teardown``: delete the endpoint and everything made for it: its autoscaling
 registration, every endpoint config ``deploy`` made for it (the live one and those kept for
 ``rollback``) and their models."""
 

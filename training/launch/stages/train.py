@@ -1,4 +1,6 @@
-"""Stage 3, ``train``: one debugged, profiled training job. Hyperparameters: the defaults, under
+"""Stage 3, ``train``: one debugged, profiled training job.
+
+Stage 3, ``train``: one debugged, profiled training job. Hyperparameters: the defaults, under
 the best of ``--tuning-job`` or else RUNS_DIR/best_hyperparameters.json, under the flags. It
 leaves the job's name in RUNS_DIR/training_job.json for deploy and report.
 """

@@ -1,4 +1,6 @@
-"""Stage 2, ``tune``: a hyperparameter tuning job. Waited for (the default), it leaves its best
+"""Stage 2, ``tune``: a hyperparameter tuning job.
+
+Stage 2, ``tune``: a hyperparameter tuning job. Waited for (the default), it leaves its best
 hyperparameters in RUNS_DIR/best_hyperparameters.json for train; ``--attach JOB`` saves those of
 an existing tuning job and starts nothing.
 """

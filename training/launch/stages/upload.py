@@ -1,4 +1,6 @@
-"""Stage 1, ``upload``: the dataset (folder or the dogImages zip) to S3; it prints the URI that
+"""Stage 1, ``upload``: the dataset to S3.
+
+Stage 1, ``upload``: the dataset (folder or the dogImages zip) to S3; it prints the URI that
 tune and train take as --data (by default they find it there anyway: s3://BUCKET/PREFIX/dogImages).
 """
 

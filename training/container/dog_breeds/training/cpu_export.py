@@ -1,4 +1,6 @@
-"""Training-time export of the CPU form: the OpenVINO IR of a trained model, checked against
+"""Training-time export of the CPU form.
+
+Training-time export of the CPU form: the OpenVINO IR of a trained model, checked against
 PyTorch before it ships, and the int8 record quantization adds to it.
 
 Interface (used by the trainer and ``dog_breeds.training.quantize``):

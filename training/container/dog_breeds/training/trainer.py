@@ -1,4 +1,6 @@
-"""Train the dog-breed classifier: what the SageMaker entry point ``train.py`` runs, and the same
+"""Train the dog-breed classifier.
+
+Train the dog-breed classifier: what the SageMaker entry point ``train.py`` runs, and the same
 on a laptop.
 
     python training/container/train.py --data-dir dogImages --model-dir model --epochs 10 \
