@@ -1,4 +1,4 @@
-"""Fixtures for the fast-serving tests: a small real artifact (ResNet50 + head at 64 px, 4 classes),
+"""Fixtures for the serving tests: a small real artifact (ResNet50 + head at 64 px, 4 classes),
 exported to OpenVINO once per session."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fast_serving_helpers import IMAGE_SIZE, small_model, write_artifact
+from small_artifact import IMAGE_SIZE, small_model, write_artifact
 
 from dog_breeds.training import cpu_export
 

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from fast_serving_helpers import IMAGE_SIZE, NUM_CLASSES, loader_for, small_model
+from small_artifact import IMAGE_SIZE, NUM_CLASSES, loader_for, small_model
 
 from dog_breeds.artifact import cpu_form
 from dog_breeds.serving import runtimes

@@ -1,4 +1,4 @@
-"""Shared pieces of the fast-serving tests: a small real model and its artifact files.
+"""A small real model and its artifact files, for the serving tests.
 
 The artifact files follow the model-artifact contract (model.pth state_dict, config.json with
 image_size, num_classes, model_version = sha256(model.pth)[:12]); written here directly so these
