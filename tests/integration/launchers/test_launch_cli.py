@@ -167,7 +167,10 @@ def test_help_names_the_configuration_and_where_the_walk_through_is(capsys):
     out = capsys.readouterr().out
     for name in ("SAGEMAKER_ROLE_ARN", "SAGEMAKER_BUCKET", "AWS_REGION", "runs/"):
         assert name in out
-    assert '"Train and deploy on SageMaker"' in out
+    # The walk-throughs it names exist, with the sections a reader looks for.
+    assert "docs/deploy.md" in out and "docs/operations.md" in out
+    assert "## 1. Train and deploy on SageMaker" in (REPO / "docs" / "deploy.md").read_text()
+    assert "## Update the model" in (REPO / "docs" / "operations.md").read_text()
     assert "README_launchers" not in out
 
 
