@@ -59,7 +59,7 @@ class _NoEndpointCalls:
         return True
 
     def invoke(self, body, content_type, accept="application/json", custom_attributes=None):
-        from local.sagemaker_runtime import ContainerResponse
+        from local.endpoint.runtime import ContainerResponse
 
         return ContainerResponse(500, b'{"error": "the endpoint was called"}')
 
@@ -69,8 +69,8 @@ def oversized_upload(size_mib: int) -> dict:
     outcome and the sandboxes' peak memory after each (MB, as Lambda's REPORT line gives it)."""
     import tempfile
 
+    from local.demo.uploads import read_items
     from local.stack import LocalStack
-    from local.uploads import read_items
 
     jpeg_start = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
     uploads = {"empty": b"", "oversized": jpeg_start + bytes(size_mib * 2**20 - len(jpeg_start))}

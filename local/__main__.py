@@ -4,7 +4,7 @@
     python -m local up [options]     start the stack on a model and run until Ctrl-C/SIGTERM
 
 ``python -m local COMMAND --help`` lists a command's options. Each command's options, output and
-exit status are its module's: ``local.demo.main`` and ``local.stack.main``.
+exit status are its module's: ``local.demo.command.main`` and ``local.up.main``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from local import demo, stack
+from local import up
+from local.demo import command as demo
 
 COMMANDS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
     "demo": (demo.main, "train, deploy and use the system offline (`make demo`)"),
-    "up": (stack.main, "start the stack and run until Ctrl-C (`make local`)"),
+    "up": (up.main, "start the stack and run until Ctrl-C (`make local`)"),
 }
 
 

@@ -1,23 +1,21 @@
 """The offline stack: the whole system on loopback, no AWS account, no Docker.
 
-    python -m local up [--model PATH] [--workdir runs/demo]     (what `make local` runs)
-
-``LocalStack`` is also what ``python -m local demo`` and the end-to-end tests start. What runs,
-all in this process except the function's sandboxes, follows the template's path
-S3 → SQS → event source mapping → Lambda:
+``LocalStack`` is what ``python -m local up`` (``local.up``), ``python -m local demo`` and the
+end-to-end tests start. What runs, all in this process except the function's sandboxes, follows
+the template's path S3 → SQS → event source mapping → Lambda:
 - a moto server (S3, DynamoDB, SQS, CloudFormation, Lambda metadata) with two things moto lacks
-  added in-process: SQS's message move task (``local.moto_sqs_move``, which the ``classify_ops
-  redrive`` command uses) and the ``sequencer`` of S3 event records (``local.moto_s3_events``);
-- ``template.yaml`` deployed into it by ``local.deploy_template`` (names, environment, queues,
+  added in-process: SQS's message move task (``local.aws.moto_sqs_move``, which the ``classify_ops
+  redrive`` command uses) and the ``sequencer`` of S3 event records (``local.aws.moto_s3_events``);
+- ``template.yaml`` deployed into it by ``local.aws.deploy`` (names, environment, queues,
   limits from the template), with the bucket's versioning and its notification to the upload
   queue applied from the template, since moto's CloudFormation drops both. S3 itself (moto) then
   sends each upload's event to the upload queue; the queue's RedrivePolicy moves a message that
   failed ``maxReceiveCount`` receives to the dead-letter queue;
-- the endpoint: ``local.sagemaker_runtime.SageMakerRuntimeServer`` serving the model artifact
+- the endpoint: ``local.endpoint.runtime.SageMakerRuntimeServer`` serving the model artifact
   through the SageMaker PyTorch inference toolkit, by as many worker processes as TorchServe
-  starts on an ``ml.t2.medium`` (``local.model_container.WorkerPool``: two, each with its share
+  starts on an ``ml.t2.medium`` (``local.endpoint.container.WorkerPool``: two, each with its share
   of this machine's cores; ``--endpoint-workers`` changes it). It is also a SageMaker endpoint
-  in moto (``local.moto_sagemaker``'s strict control plane): its model is a ``model.tar.gz`` in
+  in moto (``local.aws.moto_sagemaker``'s strict control plane): its model is a ``model.tar.gz`` in
   the bucket ``sagemaker-<region>-<account>``, with a model and an endpoint config as the
   launcher creates them. The stack owns that endpoint's status: an ``UpdateEndpoint`` (the
   launcher's ``deploy`` to it, or its ``rollback``) leaves it ``Updating`` while the stack
@@ -25,27 +23,25 @@ S3 → SQS → event source mapping → Lambda:
   request refused (``SageMakerRuntimeServer.switch`` / ``drain``) and closes the old ones; then it
   is ``InService`` on the new config. A model that does not load leaves the old one serving and
   the endpoint ``InService`` on its previous config, with the reason as ``FailureReason``;
-- the event source mapping: ``local.event_source.SqsEventSource`` with the mapping's settings as
-  moto holds them (BatchSize, ReportBatchItemFailures, MaximumConcurrency): that many pollers,
-  each invoking ``classify_upload.handler.lambda_handler`` (the deployed package, unzipped)
-  unchanged in a long-lived worker process (``local.lambda_worker``) and deleting what the
-  function does not report failed.
+- the event source mapping: ``local.function.event_source.SqsEventSource`` with the mapping's
+  settings as moto holds them (BatchSize, ReportBatchItemFailures, MaximumConcurrency): that many
+  pollers, each invoking ``classify_upload.handler.lambda_handler`` (the deployed package,
+  unzipped) unchanged in a long-lived worker process (``local.function.worker``) and deleting
+  what the function does not report failed.
 ``visibility_timeout_s`` shortens the upload queue's visibility timeout (the template's 1800 s)
 so that tests see redeliveries in seconds. Every port is chosen free; ``LocalStack`` is a context
-manager that stops everything it started. Without ``--model``, ``up`` serves the workdir's model,
-training the small default (``local.tiny``) first if there is none.
+manager that stops everything it started. ``local.up`` is the ``up`` command, and what it prints
+of a running stack (``describe``, ``cli_lines``).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import itertools
 import json
 import logging
 import math
-import shlex
 import shutil
 import sys
 import tarfile
@@ -65,14 +61,14 @@ from botocore.config import Config
 from moto.moto_api._internal.models import moto_api_backend
 from moto.server import ThreadedMotoServer
 
-from local import moto_s3_events, moto_sagemaker, moto_sqs_move, tiny
-from local.deploy_template import QueueInfo, StackInfo, deploy_stack
-from local.event_source import MappingConfig, SqsEventSource
-from local.function_build import FUNCTION_LOGICAL_ID, BuiltFunction, build_function
-from local.lambda_runtime import FunctionConfig, lambda_environment
-from local.model_container import ENDPOINT_WORKERS, WorkerPool
-from local.sagemaker_runtime import Container, SageMakerRuntimeServer
-from local.signals import terminate_on_sigterm, wait_for_interrupt
+from local.aws import moto_s3_events, moto_sagemaker, moto_sqs_move
+from local.aws.deploy import QueueInfo, StackInfo, deploy_stack
+from local.demo import default_model
+from local.endpoint.container import ENDPOINT_WORKERS, WorkerPool
+from local.endpoint.runtime import Container, SageMakerRuntimeServer
+from local.function.build import FUNCTION_LOGICAL_ID, BuiltFunction, build_function
+from local.function.event_source import MappingConfig, SqsEventSource
+from local.function.runtime import FunctionConfig, lambda_environment
 from training.launch.aws import DEFAULT_PREFIX, split_s3_uri
 from training.launch.endpoint import (
     ENDPOINT_INSTANCE,
@@ -193,7 +189,7 @@ def _session(region: str = REGION) -> boto3.session.Session:
 def stack_facts(
     info: StackInfo, code_dir: Path = DEFAULT_CODE_DIR, python: str = sys.executable
 ) -> StackFacts:
-    """What the offline stack needs from ``deploy_template.StackInfo``; ``code_dir`` is the
+    """What the offline stack needs from ``local.aws.deploy.StackInfo``; ``code_dir`` is the
     function's unpacked code, ``python`` the interpreter that runs it."""
     config = info.function_configuration
     function = FunctionConfig(
@@ -479,7 +475,7 @@ class LocalStack:
         tar_path = models / f"{n:03d}.tar.gz"
         try:
             self._s3.download_file(bucket, key, str(tar_path))
-            return tiny.extract(tar_path, models / f"{n:03d}")
+            return default_model.extract(tar_path, models / f"{n:03d}")
         finally:
             tar_path.unlink(missing_ok=True)
 
@@ -656,129 +652,6 @@ class LocalStack:
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
         return bodies
 
-    # What a user pastes into a shell -------------------------------------------------------
-
-    def cli_lines(self, example_breed: str = "Some_breed") -> list[str]:
-        assert self.facts is not None
-        cli = aws_cli()
-        aws = f"{cli} --endpoint-url {self.moto_url}"
-        bucket, table = self.facts.bucket, self.facts.table
-        prefix = self.facts.function.environment.get("UPLOAD_PREFIX", "uploads/")
-        key = json.dumps({"bucket": {"S": bucket}, "key": {"S": f"{prefix}my_dog.jpg"}})
-        breed = json.dumps({":b": {"S": example_breed}})
-        low = json.dumps({":c": {"S": "LOW"}})
-        names = json.dumps({"#k": "key", "#s": "status"})
-        ops = f"{shlex.quote(sys.executable)} -m classify_ops"
-        where = f"--stack {self.stack_name} --endpoint-url {self.moto_url}"
-        lines = [
-            "# credentials: any non-empty value works offline",
-            *(f"export {k}={v}" for k, v in DUMMY_CREDENTIALS.items()),
-            "",
-            "# upload an image: the function classifies it",
-            f"{aws} s3 cp my_dog.jpg s3://{bucket}/{prefix}",
-            "",
-            "# its prediction",
-            f"{aws} dynamodb get-item --table-name {table} --key {shlex.quote(key)}",
-            "",
-            "# every upload predicted as one breed, newest first (GSI, no scan)",
-            f"{aws} dynamodb query --table-name {table} --index-name by_breed "
-            f"--key-condition-expression 'breed = :b' "
-            f"--expression-attribute-values {shlex.quote(breed)} --no-scan-index-forward",
-            "",
-            "# predictions below the confidence threshold, newest first (GSI, no scan)",
-            f"{aws} dynamodb query --table-name {table} --index-name low_confidence "
-            f"--key-condition-expression 'confidence = :c' "
-            f"--expression-attribute-values {shlex.quote(low)} --no-scan-index-forward",
-            "",
-            "# everything in the table",
-            f"{aws} dynamodb scan --table-name {table} "
-            f"--projection-expression '#k, #s, breed, probability' "
-            f"--expression-attribute-names {shlex.quote(names)}",
-        ]
-        if self.facts.dead_letter_queue is not None:
-            lines += [
-                "",
-                "# uploads that failed every delivery (dead-letter queue; looking hides nothing)",
-                f"{aws} sqs receive-message --queue-url {self.facts.dead_letter_queue.url} "
-                "--max-number-of-messages 10 --visibility-timeout 0",
-                "",
-                "# once the cause is fixed: move them back to the upload queue",
-                f"{ops} redrive {where}",
-            ]
-        python = shlex.quote(sys.executable)
-        launch = f"AWS_ENDPOINT_URL={self.moto_url} {python} -m training.launch"
-        new_model = f"s3://{self.model_bucket}/{DEFAULT_PREFIX}/models/my-model/model.tar.gz"
-        lines += [
-            "",
-            "# a new model for the endpoint (a model.tar.gz: model files at its top, code/ too)",
-            f"{aws} s3 cp model.tar.gz {new_model}",
-            "",
-            "# update the endpoint to it: a new model and endpoint config, then UpdateEndpoint;",
-            "# uploads keep being classified, by the old model until the new one has taken over",
-            f"{launch} deploy --endpoint-name {self.endpoint_name} --model-data {new_model} "
-            f"--role {LOCAL_ROLE_ARN} --bucket {self.model_bucket}",
-            "",
-            "# roll the endpoint back to its previous model",
-            f"{launch} rollback --endpoint-name {self.endpoint_name} --bucket {self.model_bucket}",
-            "",
-            "# the endpoint's status and config, as SageMaker tells it",
-            f"{aws} sagemaker describe-endpoint --endpoint-name {self.endpoint_name}",
-        ]
-        lines += [
-            "",
-            "# classify every stored upload again (after a model update) and wait for it",
-            f"{ops} reprocess {where} --all --wait",
-            "",
-            "# the endpoint directly (SageMaker runtime API)",
-            f"{cli} --endpoint-url {self.endpoint_url} sagemaker-runtime invoke-endpoint "
-            f"--endpoint-name {self.endpoint_name} --content-type image/jpeg "
-            f"--body fileb://my_dog.jpg /dev/stdout",
-        ]
-        return lines
-
-    def describe(self) -> str:
-        assert self.facts is not None
-        facts, f = self.facts, self.facts.function
-        return "\n".join(
-            [
-                f"moto (S3, DynamoDB, SQS, CloudFormation, Lambda): {self.moto_url}",
-                f"SageMaker runtime endpoint {self.endpoint_name!r}:  {self.endpoint_url} "
-                f"({self.endpoint_workers} model server worker(s))",
-                f"SageMaker endpoint {self.endpoint_name!r} in moto: config "
-                f"{self.endpoint_config_name}, model {self.model_data_url}; an UpdateEndpoint "
-                "switches the runtime to the new config's model with no request refused",
-                f"stack {self.stack_name}: bucket {facts.bucket}, table {facts.table}",
-                f"bucket (from the template; moto's CloudFormation drops both): versioning "
-                f"{facts.bucket_versioning or 'off'}, notifications "
-                f"{json.dumps(facts.bucket_notifications)}",
-                self._describe_queues(),
-                f"event source mapping: BatchSize {facts.event_source.batch_size}, batching "
-                f"window {facts.event_source.batching_window_s:g} s, ReportBatchItemFailures "
-                f"{facts.event_source.report_batch_item_failures}, MaximumConcurrency "
-                f"{facts.event_source.maximum_concurrency} (one poller and sandbox each)",
-                f"function {f.function_name}: {f.handler}, timeout {f.timeout_s:g} s, "
-                f"memory {f.memory_mb} MB",
-                f"function code: the deployed package, unzipped in {f.code_dir}; run by {f.python}"
-                + (f" ({self.function.note})" if self.function else ""),
-                "in the template only (moto does not model them, or their Condition is false): "
-                + ", ".join(sorted(set(facts.template_only.values()))),
-            ]
-        )
-
-    def _describe_queues(self) -> str:
-        assert self.facts is not None
-        queue, dlq = self.facts.upload_queue, self.facts.dead_letter_queue
-        timeout = f"visibility timeout {queue.visibility_timeout_s} s (template)"
-        if self.visibility_timeout_s is not None:
-            timeout += f", overridden to {self.visibility_timeout_s} s here"
-        policy = queue.redrive_policy
-        redrive = (
-            f"after {policy['maxReceiveCount']} receives to the dead-letter queue {dlq.url}"
-            if policy and dlq
-            else "no dead-letter queue"
-        )
-        return f"upload queue {queue.url}: {timeout}; {redrive}"
-
 
 def create_model_and_config(
     sagemaker: Any,
@@ -868,52 +741,3 @@ def _wait_for_ping(container: Any, timeout_s: float) -> None:
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 500 else text[:497] + "..."
-
-
-def aws_cli() -> str:
-    """The AWS CLI that ``make install`` put next to this interpreter, else ``aws`` on PATH."""
-    bundled = Path(sys.executable).parent / "aws"
-    return shlex.quote(str(bundled)) if bundled.is_file() else "aws"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m local up``: start the stack, print how to use it, run until Ctrl-C/SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m local up", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--model",
-        type=Path,
-        default=None,
-        help="model dir or model.tar.gz (default: WORKDIR's, trained first if missing)",
-    )
-    parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "runs" / "demo")
-    parser.add_argument("--epochs", type=int, default=None, help="when a model must be trained")
-    parser.add_argument(
-        "--endpoint-workers",
-        type=int,
-        default=ENDPOINT_WORKERS,
-        help="model server workers (default: %(default)s, TorchServe's one per vCPU of an "
-        "ml.t2.medium); each gives OpenVINO its share of this machine's cores",
-    )
-    args = parser.parse_args(argv)
-    if args.endpoint_workers < 1:
-        parser.error("--endpoint-workers must be at least 1")
-
-    with terminate_on_sigterm():
-        try:
-            model_dir = tiny.ensure_model(args.workdir, args.model, epochs=args.epochs)
-            log_dir = args.workdir / "logs"
-            with LocalStack(
-                model_dir, log_dir=log_dir, endpoint_workers=args.endpoint_workers
-            ) as stack:
-                classes = json.loads((model_dir / "classes.json").read_text())
-                print(stack.describe())
-                print(
-                    f"function logs: {log_dir}/sandbox-*.log; endpoint: {log_dir}/{ENDPOINT_LOG}; "
-                    f"model updates: {log_dir}/{STACK_LOG}\n"
-                )
-                print("\n".join(stack.cli_lines(classes[0] if classes else "Some_breed")))
-                print("\nRunning. Ctrl-C to stop.", flush=True)
-                wait_for_interrupt()
-        except KeyboardInterrupt:
-            print("\nstopped", file=sys.stderr)
-    return 0

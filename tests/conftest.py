@@ -1,6 +1,7 @@
 """Session fixtures shared by every test area: the small default dataset and a model trained on it
 from random init (once per session, in this process through ``trainer.main`` as a user's
-arguments would run it). Dataset and recipe are ``local.tiny``'s, the ones the demo uses."""
+arguments would run it). Dataset and recipe are ``local.demo.default_model``'s, the ones the demo
+uses."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from local import tiny
+from local.demo import default_model
 
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
@@ -31,7 +32,7 @@ class TrainingRun:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``train/ valid/ test/`` with ``NNN.Breed/*.jpg`` folders, 4 learnable classes."""
-    return tiny.make_dataset(tmp_path_factory.mktemp("tiny") / "dogImages", seed=0)
+    return default_model.make_dataset(tmp_path_factory.mktemp("tiny") / "dogImages", seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +41,7 @@ def tiny_training(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) 
     from dog_breeds.training import trainer
 
     model_dir = tmp_path_factory.mktemp("trained") / "model"
-    args = tiny.train_args(tiny_dataset, model_dir)
+    args = default_model.train_args(tiny_dataset, model_dir)
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         summary = trainer.main(args)
@@ -70,8 +71,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 # ---------------------------------------------------------------------------- leaked workers
-# The processes the offline stack starts for the function and the endpoint (local/*_worker.py).
-WORKER_SCRIPTS = ("lambda_worker.py", "model_worker.py")
+# The processes the offline stack starts for the function and the endpoint (local/*/worker.py).
+WORKER_SCRIPTS = ("local/function/worker.py", "local/endpoint/worker.py")
 
 
 def worker_processes(root: int | None = None) -> dict[int, str]:

@@ -46,7 +46,7 @@ there is no ``UpdateEndpoint``, and every endpoint is ``InService`` the moment i
 DeleteModel, DeleteEndpointConfig and DeleteEndpoint keep moto's behaviour (SageMaker also
 refuses deleting an in-progress endpoint; not emulated, so a test's cleanup never waits on an
 owner). Pending changes live on moto's backend object, so a moto reset forgets them; watchers
-belong to the caller and survive a reset. ``install()`` is counted like ``local.moto_sqs_move``
+belong to the caller and survive a reset. ``install()`` is counted like ``local.aws.moto_sqs_move``
 and must run in the process that serves moto (``ThreadedMotoServer`` serves in-process).
 """
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from dog_breeds.data import synthetic
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN_SCRIPT = REPO_ROOT / "training" / "container" / "train.py"
 
 # 4 classes, 24/6/6 train/valid/test images of 64 px: from random init about 1-2 s an epoch on

@@ -1,8 +1,10 @@
-"""The serving container on this machine: ``endpoint_inference.py`` driven by the SageMaker
-PyTorch inference toolkit's own ``HandlerService``, as TorchServe drives it in the real container.
+"""The serving container on this machine, as TorchServe runs the real one.
 
-``ToolkitContainer`` runs one worker process (``local.model_worker``, one TorchServe worker) whose
-``sys.path`` holds the artifact's ``code/`` and the installed distributions only, never this
+``endpoint_inference.py`` is driven by the SageMaker PyTorch inference toolkit's own
+``HandlerService``, as TorchServe drives it in the real container.
+
+``ToolkitContainer`` runs one worker process (``local.endpoint.worker``, one TorchServe worker)
+whose ``sys.path`` holds the artifact's ``code/`` and the installed distributions only, never this
 repository: what the endpoint serves is what ``model.tar.gz`` ships, so a module the packaging
 forgot fails here as it would in the container. Requests are served one at a time, like one
 TorchServe worker; a worker that dies is answered 503 and started again, as TorchServe does.
@@ -31,9 +33,9 @@ from typing import Any
 
 from dog_breeds import contract
 from dog_breeds.artifact.serving_code import ENTRY_POINT, write_code_dir
-from local.sagemaker_runtime import ContainerResponse
+from local.endpoint.runtime import ContainerResponse
 
-WORKER = Path(__file__).resolve().parent / "model_worker.py"
+WORKER = Path(__file__).resolve().parent / "worker.py"
 PROGRAM = ENTRY_POINT
 MODEL_SERVER_WORKERS_ENV = contract.MODEL_SERVER_WORKERS_ENV
 # A model load on a loaded machine (OpenVINO compile, torch import) can take a while.

@@ -1,8 +1,10 @@
-"""One serving-container worker: the SageMaker PyTorch inference toolkit's ``HandlerService`` over
-the artifact's ``code/``, in a process of its own, as a TorchServe worker runs it.
+"""One serving-container worker, in a process of its own, as a TorchServe worker.
 
-Started by ``local.model_container.ToolkitContainer`` as
-``python -P local/model_worker.py MODEL_DIR RESULT_FD`` with ``PYTHONPATH=MODEL_DIR/code`` and
+The SageMaker PyTorch inference toolkit's ``HandlerService`` over the artifact's ``code/``, as a
+TorchServe worker runs it.
+
+Started by ``local.endpoint.container.ToolkitContainer`` as
+``python -P local/endpoint/worker.py MODEL_DIR RESULT_FD`` with ``PYTHONPATH=MODEL_DIR/code`` and
 ``SAGEMAKER_PROGRAM``: the script's own folder is not on ``sys.path`` (``-P``), and the
 repository's editable install is switched off below, so ``endpoint_inference`` and every module it
 imports come from ``code/`` alone. A module the packaging forgot fails here as in the container.

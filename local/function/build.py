@@ -20,9 +20,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from local.deploy_template import zip_code
+from local.aws.package import zip_code
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "template.yaml"
 FUNCTION_DIR = REPO_ROOT / "lambdas" / "classify_upload"
 FUNCTION_LOGICAL_ID = "ClassifyUploadFunction"

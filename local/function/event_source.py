@@ -1,11 +1,11 @@
 """Lambda's SQS event source mapping, on one machine: the upload queue → the function.
 
 moto keeps the stack's ``AWS::Lambda::EventSourceMapping`` but would run the function in Docker on
-every SendMessage; the offline stack detaches that (``local.deploy_template``) and runs this
+every SendMessage; the offline stack detaches that (``local.aws.deploy``) and runs this
 instead, configured from the mapping moto holds. What it keeps of Lambda's behaviour:
 
 - At most ``ScalingConfig.MaximumConcurrency`` pollers, each with its own execution environment
-  (``local.lambda_runtime.Sandbox``). A poller receives a batch, invokes the function with it
+  (``local.function.runtime.Sandbox``). A poller receives a batch, invokes the function with it
   synchronously and settles it before it receives again, so no more invocations than that ever
   run at once, and a burst waits in the queue.
 - A batch is one long-polled ReceiveMessage of up to ``BatchSize`` messages (further receives
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.lambda_runtime import FunctionConfig, Sandbox
+from local.function.runtime import FunctionConfig, Sandbox
 
 # Lambda long-polls for 20 s; 1 s changes nothing but how soon ``close()`` returns.
 POLL_WAIT_S = 1

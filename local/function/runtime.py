@@ -1,12 +1,12 @@
 """Lambda's execution environments, on one machine: what moto cannot run without Docker.
 
-``Sandbox`` is one execution environment: a long-lived ``local.lambda_worker`` process that
+``Sandbox`` is one execution environment: a long-lived ``local.function.worker`` process that
 imports the handler once (the cold start) and then runs one invocation at a time, synchronously,
 as Lambda's runtime does. An invocation that overruns the function's timeout has its sandbox
 killed (``Sandbox.Timedout``); one whose process dies reports ``Runtime.ExitError``; either way the
 next invocation starts a fresh sandbox. ``lambda_environment`` is the process environment
-Lambda gives the function. What invokes the sandboxes is ``local.event_source`` (the SQS event
-source mapping), as on AWS.
+Lambda gives the function. What invokes the sandboxes is ``local.function.event_source`` (the SQS
+event source mapping), as on AWS.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-WORKER = Path(__file__).resolve().parent / "lambda_worker.py"
+WORKER = Path(__file__).resolve().parent / "worker.py"
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,13 @@ class FunctionConfig:
     environment: Mapping[str, str]
     timeout_s: float = 3.0
     memory_mb: int = 128
-    # The interpreter of the runtime: python3.12 with sam build's output (local.function_build),
+    # The interpreter of the runtime: python3.12 with sam build's output (local.function.build),
     # or this one with the source folder where python3.12 cannot be had.
     python: str = sys.executable
 
 
 class Sandbox:
-    """One execution environment: a ``local.lambda_worker`` process, restarted when it dies."""
+    """One execution environment: a ``local.function.worker`` process, restarted when it dies."""
 
     def __init__(self, config: FunctionConfig, env: Mapping[str, str], log_path: Path | None):
         self._config = config

@@ -1,10 +1,11 @@
 """One Lambda execution environment ("sandbox"): a long-lived process that runs one handler.
 
-Started by ``local.lambda_runtime`` as ``python -m local.lambda_worker HANDLER CODE_DIR RESULT_FD``
-with the function's environment. It imports the handler once (the cold start), then reads one
-invocation per line from stdin (JSON: event, request id, deadline) and writes one result per line
-to RESULT_FD. The handler's stdout/stderr are the function's log stream, so they never carry the
-protocol. Standard library only: nothing here may differ from what the handler sees on Lambda.
+Started by ``local.function.runtime`` as ``python -P local/function/worker.py HANDLER CODE_DIR
+RESULT_FD`` with the function's environment. It imports the handler once (the cold start), then
+reads one invocation per line from stdin (JSON: event, request id, deadline) and writes one result
+per line to RESULT_FD. The handler's stdout/stderr are the function's log stream, so they never
+carry the protocol. Standard library only: nothing here may differ from what the handler sees
+on Lambda.
 
 Each invocation ends with Lambda's ``REPORT`` line, ``Max Memory Used`` included: the peak
 resident memory of this sandbox so far (``max_memory_used_mb``), which is what Lambda reports

@@ -1,6 +1,6 @@
 """The Lambda function as `sam build` packs it, on python3.12, through the offline stack.
 
-``local.function_build`` builds the package with the SAM CLI for the runtime's Python; the offline
+``local.function.build`` builds the package with the SAM CLI for the runtime's Python; the offline
 stack deploys that zip into moto and runs it in its sandboxes with python3.12. Here a trained
 artifact is served and a good image, a non-image and an empty object are uploaded: each must end
 as its item, and the sandbox's log must name Python 3.12.
@@ -17,8 +17,8 @@ from typing import Any
 
 from PIL import Image
 
-from local import tiny
-from local.function_build import RUNTIME_PYTHON, build_function
+from local.demo import default_model
+from local.function.build import RUNTIME_PYTHON, build_function
 from local.stack import LocalStack
 
 PACKAGES = ("boto3", "botocore", "aws_lambda_powertools", "pillow")
@@ -53,7 +53,7 @@ def reproduce(workdir: Path, model_tar: Path | None) -> dict[str, Any]:
     if model_tar is None:
         report["problems"] = ["no trained artifact to serve"]
         return report
-    model_dir = tiny.extract(model_tar, workdir / "model")
+    model_dir = default_model.extract(model_tar, workdir / "model")
     log_dir = workdir / "logs"
     uploads = {"dog.jpg": _jpeg(), "notes.jpg": b"not an image", "empty.jpg": b""}
     with LocalStack(model_dir, function=built, log_dir=log_dir) as stack:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from local import tiny
+from local.demo import default_model
 from local.parity import dry_run, envs
 from training.launch import jobs
 
@@ -238,7 +238,7 @@ def reproduce(python: Path, workdir: Path) -> tuple[dict[str, Any], Path | None]
     report: dict[str, Any] = {"ok": False, **envs.versions(python, TRAINING_DISTRIBUTIONS)}
     report["pip_check"] = envs.pip_check(python)
     problems: list[str] = report.setdefault("problems", [])
-    data_dir = tiny.make_dataset(workdir / "data")
+    data_dir = default_model.make_dataset(workdir / "data")
     torch_home = standin_torch_home(python, workdir / "torch-home")
 
     jobs_run: dict[str, Any] = {}
@@ -277,7 +277,9 @@ def differences(job: Job, data_dir: Path, epochs: str | None) -> dict[str, Any]:
     """Every way this run differs from the job in the cloud."""
     cpus, gpus = instance_resources(job.instance_type)
     return {
-        "data": f"the small generated set {data_dir.name}/ ({tiny.CLASSES} classes), not S3's",
+        "data": (
+            f"the small generated set {data_dir.name}/ ({default_model.CLASSES} classes), not S3's"
+        ),
         "epochs": {"launcher": epochs, "here": str(EPOCHS)},
         "imagenet_weights": "torchvision's resnet50 at random init, in TORCH_HOME",
         "device": f"this machine's CPU ({job.instance_type}: {cpus} vCPUs, {gpus} GPUs)",

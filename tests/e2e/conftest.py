@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from local import tiny
+from local.demo import default_model
 from local.stack import DUMMY_CREDENTIALS, LocalStack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +27,9 @@ def served_model(trained_artifact: Path, tmp_path_factory: pytest.TempPathFactor
     """The trained artifact packaged into ``model.tar.gz`` and extracted, as SageMaker serves it
     (the demo's own ``package`` and ``extract``)."""
     work = tmp_path_factory.mktemp("served")
-    return tiny.extract(tiny.package(trained_artifact, work / "model.tar.gz"), work / "model")
+    return default_model.extract(
+        default_model.package(trained_artifact, work / "model.tar.gz"), work / "model"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,9 @@ from collections import Counter
 
 import pytest
 
-from local.model_container import ENDPOINT_WORKERS, WorkerPool
+from local.demo.uploads import Upload, synthetic_images, upload_all, wait_for_items
+from local.endpoint.container import ENDPOINT_WORKERS, WorkerPool
 from local.stack import LocalStack
-from local.uploads import Upload, synthetic_images, upload_all, wait_for_items
 
 BURST = int(os.environ.get("DOG_BREEDS_BURST_UPLOADS", "400"))
 WORKERS = int(os.environ.get("DOG_BREEDS_BURST_WORKERS", str(ENDPOINT_WORKERS)))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from local.function_build import find_runtime_python
+from local.function.build import find_runtime_python
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from local.demo.uploads import read_items, synthetic_images
 from local.stack import LocalStack
-from local.uploads import read_items, synthetic_images
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,7 @@ JPEG_START = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
 
 @pytest.fixture(scope="module")
 def stack(served_model, tmp_path_factory):
-    from local.model_container import ToolkitContainer
+    from local.endpoint.container import ToolkitContainer
 
     log_dir = tmp_path_factory.mktemp("guards-logs")
     with (

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from local.event_source import queue_depth
-from local.model_container import ToolkitContainer
+from local.demo.uploads import Upload, read_items, synthetic_images, upload_all, wait_for_items
+from local.endpoint.container import ToolkitContainer
+from local.function.event_source import queue_depth
 from local.stack import DUMMY_CREDENTIALS, LocalStack
-from local.uploads import Upload, read_items, synthetic_images, upload_all, wait_for_items
 
 pytestmark = pytest.mark.slow
 

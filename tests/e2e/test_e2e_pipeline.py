@@ -12,14 +12,14 @@ import pytest
 from boto3.dynamodb.conditions import Key
 from PIL import Image
 
-from local.stack import LocalStack
-from local.uploads import (
+from local.demo.uploads import (
     Upload,
     bad_uploads,
     upload_all,
     uploads_from_test_split,
     wait_for_items,
 )
+from local.stack import LocalStack
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 
+from local.demo.uploads import Upload, read_items, synthetic_images, upload_all, wait_for_items
 from local.stack import LocalStack
-from local.uploads import Upload, read_items, synthetic_images, upload_all, wait_for_items
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def models(served_model, tmp_path_factory):
 
 
 def test_a_reprocess_after_a_model_update_changes_every_items_model(models, classify_ops, tmp_path):
-    from local.model_container import ToolkitContainer
+    from local.endpoint.container import ToolkitContainer
 
     served, updated, original_version = models
     uploads = [

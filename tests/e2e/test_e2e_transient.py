@@ -13,10 +13,10 @@ import threading
 
 import pytest
 
-from local.event_source import queue_depth
-from local.sagemaker_runtime import ContainerResponse, Fault
+from local.demo.uploads import Upload, read_items, synthetic_images, upload_all, wait_for_items
+from local.endpoint.runtime import ContainerResponse, Fault
+from local.function.event_source import queue_depth
 from local.stack import LocalStack
-from local.uploads import Upload, read_items, synthetic_images, upload_all, wait_for_items
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ class PoisonableContainer:
 
 @pytest.fixture(scope="module")
 def container(served_model):
-    from local.model_container import ToolkitContainer
+    from local.endpoint.container import ToolkitContainer
 
     with ToolkitContainer(served_model) as served:
         yield PoisonableContainer(served)

@@ -33,7 +33,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from local.sagemaker_runtime import ContainerResponse
+from local.demo.uploads import read_items, synthetic_images, wait_for_items
+from local.endpoint.runtime import ContainerResponse
 from local.stack import (
     DUMMY_CREDENTIALS,
     LOCAL_ROLE_ARN,
@@ -42,13 +43,12 @@ from local.stack import (
     inference_image,
     model_tarball,
 )
-from local.uploads import read_items, synthetic_images, wait_for_items
 
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-UPLOADS_PER_S = 2.0
+UPLOADS_PER_S = 1.0  # enough to catch the switch; each upload is also reprocessed
 UPDATED_VERSION = "feedc0ffee12"  # 12 hex digits, as training names a version
 # An item written this long after the old model drained cannot have come from it (the function
 # writes its item right after the endpoint answers).

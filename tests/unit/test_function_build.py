@@ -1,4 +1,4 @@
-"""How the offline stack gets the function as `sam build` packs it (local.function_build)."""
+"""How the offline stack gets the function as `sam build` packs it (local.function.build)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from local import function_build
+from local.function import build
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,19 +22,19 @@ def _template() -> dict:
 
 def test_the_runtime_python_is_the_templates():
     runtime = _template()["Globals"]["Function"]["Runtime"]
-    assert runtime == f"python{function_build.RUNTIME_PYTHON}"
+    assert runtime == f"python{build.RUNTIME_PYTHON}"
 
 
 def test_without_the_runtimes_python_the_fallback_says_so_in_one_line(monkeypatch):
-    monkeypatch.setattr(function_build, "find_runtime_python", lambda: None)
-    built = function_build.build_function()
-    assert not built.built and built.code_dir == function_build.FUNCTION_DIR
+    monkeypatch.setattr(build, "find_runtime_python", lambda: None)
+    built = build.build_function()
+    assert not built.built and built.code_dir == build.FUNCTION_DIR
     assert "\n" not in built.note and "no python3.12 found" in built.note
 
 
 def test_without_the_sam_cli_the_fallback_says_so_in_one_line(monkeypatch, tmp_path):
-    monkeypatch.setattr(function_build, "find_runtime_python", lambda: "/usr/bin/python3.12")
-    built = function_build.build_function(tmp_path / "build", sam=REPO / "no" / "sam")
+    monkeypatch.setattr(build, "find_runtime_python", lambda: "/usr/bin/python3.12")
+    built = build.build_function(tmp_path / "build", sam=REPO / "no" / "sam")
     assert not built.built and "no SAM CLI" in built.note and "\n" not in built.note
 
 
@@ -43,9 +43,9 @@ def test_the_build_is_rebuilt_when_the_function_changes(monkeypatch, tmp_path):
     function_dir = tmp_path / "classify_upload"
     (function_dir / "pkg").mkdir(parents=True)
     (function_dir / "pkg" / "a.py").write_text("A = 1\n")
-    monkeypatch.setattr(function_build, "FUNCTION_DIR", function_dir)
-    first = function_build._fingerprint("/py3.12")
-    assert function_build._fingerprint("/py3.12") == first
+    monkeypatch.setattr(build, "FUNCTION_DIR", function_dir)
+    first = build._fingerprint("/py3.12")
+    assert build._fingerprint("/py3.12") == first
     (function_dir / "pkg" / "a.py").write_text("A = 2\n")
-    assert function_build._fingerprint("/py3.12") != first
-    assert function_build._fingerprint("/other-py3.12") != function_build._fingerprint("/py3.12")
+    assert build._fingerprint("/py3.12") != first
+    assert build._fingerprint("/other-py3.12") != build._fingerprint("/py3.12")

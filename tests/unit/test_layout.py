@@ -33,6 +33,27 @@ ALLOWED = {
     "endpoint_inference": {"dog_breeds"},
     "local": {"local", "dog_breeds", "classify_upload", "training"},
 }
+# Inside local/, one sub-package per concern -> what of local/ it may import. Emulated AWS knows
+# nothing of what runs on it; the function and the endpoint know nothing of each other, of the
+# stack that starts them or of the demo; only the stack, the ``up`` command, the demo and parity
+# orchestrate. A module follows its concern's rule (the longest key it starts with).
+LOCAL_ALLOWED = {
+    "local": set(),
+    "local.__main__": {"local.up", "local.demo"},
+    "local.signals": set(),
+    "local.aws": {"local.aws"},
+    "local.function": {"local.function", "local.aws"},
+    "local.endpoint": {"local.endpoint"},
+    "local.stack": {"local.aws", "local.function", "local.endpoint", "local.demo.default_model"},
+    "local.up": {"local.stack", "local.endpoint", "local.signals", "local.demo.default_model"},
+    "local.demo": {"local.demo", "local.stack", "local.up", "local.signals"},
+    "local.parity": {"local.parity", "local.stack", "local.function", "local.demo.default_model"},
+}
+# Run as scripts by path, each in a process of its own that must not see this repository.
+WORKER_SCRIPTS = [
+    PACKAGES["local"] / "function" / "worker.py",
+    PACKAGES["local"] / "endpoint" / "worker.py",
+]
 
 
 CONTAINER = REPO / "training" / "container"
@@ -89,6 +110,45 @@ def test_each_package_imports_only_what_ships_beside_it(package):
         if name.split(".")[0] not in ALLOWED[package]
     }
     assert not outside
+
+
+def local_rule(module: str) -> str:
+    return max((k for k in LOCAL_ALLOWED if module == k or module.startswith(f"{k}.")), key=len)
+
+
+def local_allows(rule: str, name: str) -> bool:
+    """``name`` is allowed, or is a package on the way to an allowed module (its ``__init__``)."""
+    return any(
+        name == a or name.startswith(f"{a}.") or a.startswith(f"{name}.")
+        for a in LOCAL_ALLOWED[rule] | {rule}
+    )
+
+
+def local_modules() -> list[Path]:
+    return [p for p in source_files() if module_name(p).split(".")[0] == "local"]
+
+
+def test_every_local_concern_has_a_rule():
+    concerns = {".".join(module_name(p).split(".")[:2]) for p in local_modules()}
+    assert concerns == set(LOCAL_ALLOWED)
+
+
+@pytest.mark.parametrize("rule", sorted(LOCAL_ALLOWED))
+def test_each_local_concern_imports_only_the_layers_below_it(rule):
+    outside = {
+        f"{module_name(p)} imports {name}"
+        for p in local_modules()
+        if local_rule(module_name(p)) == rule
+        for name in imports_of(p)
+        if name.split(".")[0] == "local" and not local_allows(rule, name)
+    }
+    assert not outside
+
+
+def test_the_worker_scripts_import_nothing_of_ours():
+    for script in WORKER_SCRIPTS:
+        assert script.is_file()
+        assert imports_of(script) == set()
 
 
 def test_the_entry_scripts_import_only_the_model_package():

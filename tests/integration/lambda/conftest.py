@@ -1,7 +1,7 @@
 """Handler tests: the real template deployed into a moto server, the endpoint over real HTTP.
 
 S3 and DynamoDB are the session's moto server (``tests/integration/conftest.py``); the endpoint
-is ``local.sagemaker_runtime`` serving a scripted container; boto3 reaches both only through
+is ``local.endpoint.runtime`` serving a scripted container; boto3 reaches both only through
 ``AWS_ENDPOINT_URL_*``, as on Lambda.
 """
 
@@ -25,8 +25,9 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from PIL import Image
 
-from local.deploy_template import StackInfo, deploy_stack, load_template
-from local.sagemaker_runtime import ContainerResponse, SageMakerRuntimeServer
+from local.aws.deploy import StackInfo, deploy_stack
+from local.aws.translate import load_template
+from local.endpoint.runtime import ContainerResponse, SageMakerRuntimeServer
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 EVENTS_DIR = REPO_ROOT / "events"

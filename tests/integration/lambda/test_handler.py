@@ -22,7 +22,7 @@ from classify_upload.endpoint import MAX_MODEL_FIELDS, MAX_MODEL_VALUE_CHARS
 from classify_upload.errors import MessageFailed
 from classify_upload.images import MAX_REQUEST_BYTES
 from classify_upload.table import MAX_ERROR_MESSAGE
-from local.sagemaker_runtime import ContainerResponse, Fault
+from local.endpoint.runtime import ContainerResponse, Fault
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
 

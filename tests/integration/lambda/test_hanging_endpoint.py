@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.config import Config
 
-from local.sagemaker_runtime import Fault
+from local.endpoint.runtime import Fault
 
 READ_TIMEOUT_S = 0.3
 HANG_S = 1.0

@@ -18,7 +18,7 @@ from boto3.dynamodb.conditions import Key
 
 from classify_ops.messages import reprocess_message
 from classify_upload.errors import MessageFailed
-from local.sagemaker_runtime import ContainerResponse
+from local.endpoint.runtime import ContainerResponse
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
 

@@ -1,5 +1,5 @@
 """The session's moto server standing in for AWS, with SageMaker's control plane made strict
-(``local.moto_sagemaker``: Create* refuses a name that exists, UpdateEndpoint exists), and a way
+(``local.aws.moto_sagemaker``: Create* refuses a name that exists, UpdateEndpoint exists), and a way
 to run launcher stages against it in-process."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 import requests
 from launch_testkit import BUCKET, REGION, Run
 
-from local import moto_sagemaker
+from local.aws import moto_sagemaker
 from training.launch import cli
 from training.launch.aws import RequestLog
 

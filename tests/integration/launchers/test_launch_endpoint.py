@@ -17,7 +17,7 @@ import pytest
 from launch_testkit import BUCKET, REGION, ROLE, model_tarball, tar_names
 
 from dog_breeds.artifact.serving_code import serving_modules
-from local.sagemaker_runtime import ContainerResponse, SageMakerRuntimeServer
+from local.endpoint.runtime import ContainerResponse, SageMakerRuntimeServer
 from training.launch.endpoint import format_predictions, stage_code_dir
 
 SOURCE_DIR = Path(__file__).resolve().parents[3] / "training" / "container"
@@ -258,7 +258,7 @@ def test_the_deployed_artifact_serves_invoke_through_the_toolkit(
     run_launch, trained_artifact, tiny_dataset, tmp_path, monkeypatch
 ):
     """deploy's model.tar.gz, run as the serving container runs it, answers `invoke`."""
-    from local.model_container import ToolkitContainer
+    from local.endpoint.container import ToolkitContainer
 
     # Without openvino/ (the runtime falls back to PyTorch): half the bytes through moto.
     files = {

@@ -1,6 +1,6 @@
 """``deploy`` to an endpoint that exists updates it in place; ``rollback`` and ``teardown``.
 
-moto runs SageMaker's strict control plane here (``local.moto_sagemaker``, installed by the
+moto runs SageMaker's strict control plane here (``local.aws.moto_sagemaker``, installed by the
 conftest), and what AWS would refuse is asserted from the request log as well: no Create* names a
 model, endpoint config or endpoint that exists at that moment.
 """
@@ -17,7 +17,7 @@ import boto3
 import pytest
 from launch_testkit import BUCKET, REGION, ROLE, Run, model_tarball, names_created_again
 
-from local import moto_sagemaker
+from local.aws import moto_sagemaker
 from training.launch import autoscaling, endpoint, rollout
 
 ENDPOINT = "dogs-update"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from local.lambda_runtime import FunctionConfig
+from local.function.runtime import FunctionConfig
 
 FAKE_FUNCTION = Path(__file__).parent / "fake_function"
 

@@ -13,8 +13,10 @@ import boto3
 import pytest
 from moto.sqs.models import sqs_backends
 
-from local import moto_s3_events
-from local.deploy_template import Intrinsics, deploy_stack, s3_notification_configuration
+from local.aws import moto_s3_events
+from local.aws.deploy import deploy_stack
+from local.aws.intrinsics import Intrinsics
+from local.aws.moto_fixups import s3_notification_configuration
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 REGION = "us-east-1"

@@ -14,7 +14,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from local.sagemaker_runtime import ContainerResponse, SageMakerRuntimeServer
+from local.endpoint.runtime import ContainerResponse, SageMakerRuntimeServer
 
 ENDPOINT = "dogs"
 CLIENTS = 8

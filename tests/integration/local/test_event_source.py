@@ -20,7 +20,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from local.event_source import (
+from local.function.event_source import (
     FUNCTION_ERROR,
     MALFORMED,
     PARTIAL,
@@ -29,7 +29,7 @@ from local.event_source import (
     SqsEventSource,
     settle_batch,
 )
-from local.lambda_runtime import lambda_environment
+from local.function.runtime import lambda_environment
 
 REGION = "us-east-1"
 IDLE_TIMEOUT_S = 60

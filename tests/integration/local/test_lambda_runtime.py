@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from local.lambda_runtime import Sandbox, lambda_environment
+from local.function.runtime import Sandbox, lambda_environment
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""``local.moto_sagemaker``: the moto server's SageMaker refuses what SageMaker refuses, updates
+"""``local.aws.moto_sagemaker``: the moto server's SageMaker refuses what SageMaker refuses, updates
 endpoints, and lets an owner hold an endpoint's status, all seen through botocore."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from local import moto_sagemaker
+from local.aws import moto_sagemaker
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

@@ -14,7 +14,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from local.sagemaker_runtime import (
+from local.endpoint.runtime import (
     MAX_REQUEST_BYTES,
     Container,
     ContainerResponse,

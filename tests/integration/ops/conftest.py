@@ -1,6 +1,7 @@
 """Operator command tests: the real template deployed into the session's moto server, with SQS's
-message move task added (``local.moto_sqs_move``), and the commands run as an operator runs them:
-``python -m classify_ops`` in-process for the work, as a subprocess for exit codes and stderr.
+message move task added (``local.aws.moto_sqs_move``), and the commands run as an operator runs
+them: ``python -m classify_ops`` in-process for the work, as a subprocess for exit codes and
+stderr.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from moto.sqs.models import sqs_backends
 from ops_testkit import CREDENTIALS, REGION, DeployedStack, drain
 
 from classify_ops import cli
-from local import moto_sqs_move
-from local.deploy_template import deploy_stack
+from local.aws import moto_sqs_move
+from local.aws.deploy import deploy_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO_ROOT / "template.yaml"

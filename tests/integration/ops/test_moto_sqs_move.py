@@ -1,4 +1,4 @@
-"""``local.moto_sqs_move``: SQS's message move task in the moto server, as boto3 (JSON protocol)
+"""``local.aws.moto_sqs_move``: SQS's message move task in the moto server, as boto3 (JSON protocol)
 and a query-protocol client (the AWS CLI v1, older SDKs) call it."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from ops_testkit import REGION, drain
 
-from local import moto_sqs_move
+from local.aws import moto_sqs_move
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The endpoint as the real serving container runs it: the SageMaker PyTorch inference toolkit's
-HandlerService calling endpoint_inference.py (local.model_container.ToolkitContainer)."""
+HandlerService calling endpoint_inference.py (local.endpoint.container.ToolkitContainer)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 
 from dog_breeds.artifact import serving_code
 from dog_breeds.serving import inference as ei
-from local.model_container import ToolkitContainer, WorkerFailed, WorkerPool
+from local.endpoint.container import ToolkitContainer, WorkerFailed, WorkerPool
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +213,7 @@ def test_a_pool_whose_model_fails_to_load_leaves_no_worker_running(packaged_mode
 
 
 def _model_workers() -> set[int]:
-    """Live children of this process that run local.model_worker (read from /proc)."""
+    """Live children of this process that run local.endpoint.worker (read from /proc)."""
     found = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -221,6 +221,6 @@ def _model_workers() -> set[int]:
             cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:  # it ended meanwhile
             continue
-        if int(ppid) == os.getpid() and state != "Z" and b"model_worker.py" in cmdline:
+        if int(ppid) == os.getpid() and state != "Z" and b"local/endpoint/worker.py" in cmdline:
             found.add(int(stat.parent.name))
     return found

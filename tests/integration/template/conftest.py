@@ -10,7 +10,9 @@ from typing import Any
 import boto3
 import pytest
 
-from local.deploy_template import Intrinsics, StackInfo, deploy_stack, load_template, translate
+from local.aws.deploy import StackInfo, deploy_stack
+from local.aws.intrinsics import Intrinsics
+from local.aws.translate import load_template, translate
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO_ROOT / "template.yaml"
@@ -75,7 +77,7 @@ def deployed_resolver(
 ) -> Callable[[Any], Any]:
     """Resolves a fragment of the translated template against the deployed stack, as
     CloudFormation would: conditions and ``Fn::If`` by the parameters' values (``overrides``
-    replace some), list parameters as lists, then ``local.deploy_template.Intrinsics``.
+    replace some), list parameters as lists, then ``local.aws.intrinsics.Intrinsics``.
 
     For what moto's CloudFormation does not create (queue and bucket policies, alarms): the
     document these tests read is then the one AWS would hold for this stack."""

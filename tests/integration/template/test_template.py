@@ -17,7 +17,7 @@ from urllib.parse import unquote_plus
 import pytest
 from cfnlint.api import lint_file
 
-from local.deploy_template import zip_code
+from local.aws.package import zip_code
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO_ROOT / "template.yaml"

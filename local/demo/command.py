@@ -2,7 +2,8 @@
 
     python -m local demo [--data-dir DOGIMAGES] [--epochs N] [--workdir DIR] [--keep-running]
 
-1. dataset   the small default (``local.tiny``) in the dogImages layout, or ``--data-dir``
+1. dataset   the small default (``local.demo.default_model``) in the dogImages layout, or
+             ``--data-dir``
 2. train     ``training/container/train.py`` from random init (subprocess; its progress is shown)
 3. package   ``model.tar.gz`` as SageMaker stores it, extracted again for the endpoint
 4. stack     moto + ``template.yaml`` + the endpoint + the queue's event source (``local.stack``)
@@ -28,10 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from local import tiny
-from local.signals import terminate_on_sigterm, wait_for_interrupt
-from local.stack import ENDPOINT_LOG, LocalStack
-from local.uploads import (
+from local.demo import default_model
+from local.demo.uploads import (
     Upload,
     bad_uploads,
     format_table,
@@ -41,8 +40,11 @@ from local.uploads import (
     uploads_from_test_split,
     wait_for_items,
 )
+from local.signals import terminate_on_sigterm, wait_for_interrupt
+from local.stack import ENDPOINT_LOG, LocalStack
+from local.up import cli_lines, describe
 
-DEFAULT_WORKDIR = tiny.REPO_ROOT / "runs" / "demo"
+DEFAULT_WORKDIR = default_model.REPO_ROOT / "runs" / "demo"
 
 
 def say(message: str) -> None:
@@ -77,7 +79,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help="a dataset in the dogImages layout (train/ valid/ test/) instead of the generated one",
     )
-    parser.add_argument("--epochs", type=int, default=None, help=f"default {tiny.EPOCHS}")
+    parser.add_argument("--epochs", type=int, default=None, help=f"default {default_model.EPOCHS}")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument(
         "--model", type=Path, help="serve this model dir or model.tar.gz; skip training"
@@ -104,7 +106,7 @@ def prepare_dataset(data_dir: Path | None, workdir: Path) -> Path:
         say(f"== 1/6 dataset: {data_dir}")
     else:
         say("== 1/6 dataset: generating the small default (dogImages layout)")
-        data_dir = tiny.make_dataset(workdir / "data")
+        data_dir = default_model.make_dataset(workdir / "data")
     counts = {s: sum(1 for _ in (data_dir / s).glob("*/*")) for s in ("train", "valid", "test")}
     say(f"  {data_dir}: {counts}")
     return data_dir
@@ -117,12 +119,12 @@ def train_model(
     if args.model:
         say(f"== 2/6 train: skipped, serving {args.model}")
         return args.model.resolve(), {}
-    epochs = args.epochs or tiny.EPOCHS
+    epochs = args.epochs or default_model.EPOCHS
     say(f"== 2/6 train: training/container/train.py, {epochs} epochs from random init")
     # The recipe is made for the default dataset; a user's dataset gets train.py's defaults.
-    extra = list(tiny.RECIPE) if not args.data_dir else []
+    extra = list(default_model.RECIPE) if not args.data_dir else []
     extra += shlex.split(args.train_args or "")
-    summary = tiny.train(data_dir, workdir / "model", epochs, extra)
+    summary = default_model.train(data_dir, workdir / "model", epochs, extra)
     return workdir / "model", summary
 
 
@@ -132,8 +134,8 @@ def package_model(model_source: Path, workdir: Path) -> Path:
     if model_source.is_file():
         tar_path = model_source
     else:
-        tar_path = tiny.package(model_source, workdir / "model.tar.gz")
-    model_dir = tiny.extract(tar_path, workdir / "serving" / "model")
+        tar_path = default_model.package(model_source, workdir / "model.tar.gz")
+    model_dir = default_model.extract(tar_path, workdir / "serving" / "model")
     say(f"  {tar_path} ({tar_path.stat().st_size / 1e6:.1f} MB) → {model_dir}")
     return model_dir
 
@@ -144,7 +146,7 @@ def start_stack(model_dir: Path, log_dir: Path, running: contextlib.ExitStack) -
     shutil.rmtree(log_dir, ignore_errors=True)
     stack = running.enter_context(LocalStack(model_dir, log_dir=log_dir))
     assert stack.facts is not None
-    say("  " + stack.describe().replace("\n", "\n  "))
+    say("  " + describe(stack).replace("\n", "\n  "))
     say(f"  function logs: {log_dir}/sandbox-*.log; endpoint: {log_dir}/{ENDPOINT_LOG}")
     return stack
 
@@ -199,7 +201,7 @@ def report(stack: LocalStack, summary: dict[str, Any], dead_letters: list[Any]) 
 
 def keep_running(stack: LocalStack, example_breed: str) -> None:
     """``--keep-running``: print the CLI lines, wait for Ctrl-C (the demo then ends normally)."""
-    say("\n" + "\n".join(stack.cli_lines(example_breed)))
+    say("\n" + "\n".join(cli_lines(stack, example_breed)))
     say("\nStack left running (--keep-running). Ctrl-C to stop.")
     try:
         wait_for_interrupt()
