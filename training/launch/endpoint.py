@@ -662,7 +662,7 @@ def _update_endpoint(
         print("  kept every earlier endpoint config: pruned after an update seen to succeed")
     print(f"  SAM parameter: EndpointName={live.name} (unchanged: no `sam deploy` needed)")
     if outcome.ok:
-        _print_reprocess(aws, "the new model")
+        _print_reprocess(aws, live.name, "the new model")
     outcome.raise_if_failed()
 
 
@@ -791,11 +791,32 @@ def _print_scaling(aws: Aws, endpoint_name: str, scaling: autoscaling.Scaling) -
     )
 
 
-def _print_reprocess(aws: Aws, which: str) -> None:
+def stack_of(aws: Aws, endpoint_name: str) -> str | None:
+    """The one CloudFormation stack whose ``EndpointName`` parameter is this endpoint (the SAM
+    stack that sends it uploads); None if there is none, several, or it may not be read."""
+    found = []
+    try:
+        for page in aws.client("cloudformation").get_paginator("describe_stacks").paginate():
+            for stack in page.get("Stacks", []):
+                parameters = {
+                    p.get("ParameterKey"): p.get("ParameterValue")
+                    for p in stack.get("Parameters") or []
+                }
+                if parameters.get("EndpointName") == endpoint_name:
+                    found.append(stack["StackName"])
+    except ClientError:
+        return None
+    return found[0] if len(found) == 1 else None
+
+
+def _print_reprocess(aws: Aws, endpoint_name: str, which: str) -> None:
     if aws.dry_run:
         return
+    stack = stack_of(aws, endpoint_name)
     print(f"reclassify the stored uploads with {which} (docs/operations.md: Update the model):")
-    print(f'  make reprocess STACK={DEFAULT_STACK} ARGS="--all --wait"')
+    print(f'  make reprocess STACK={stack or DEFAULT_STACK} ARGS="--all --wait"')
+    if stack is None:
+        print(f"  (the default stack: no one stack has EndpointName={endpoint_name}; give yours)")
 
 
 # ---- rollback -----------------------------------------------------------------------------------
@@ -847,7 +868,7 @@ def rollback(aws: Aws, *, endpoint_name: str, to: str | None, wait: bool) -> str
         new_version=version, new_model=variants[0].get("ModelName"),
     )  # fmt: skip
     if outcome.ok:
-        _print_reprocess(aws, "the model it serves again")
+        _print_reprocess(aws, endpoint_name, "the model it serves again")
     outcome.raise_if_failed()
     return target
 

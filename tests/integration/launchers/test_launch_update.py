@@ -123,8 +123,31 @@ def test_a_second_deploy_updates_the_endpoint_in_place_with_no_teardown(
     assert f"model version:   {V1} -> {V2}" in out
     assert f"rollback alarms: {', '.join(endpoint_alarms)}" in out
     assert f"status: InService on {update['EndpointConfigName']}" in out
-    assert 'make reprocess STACK=dog-breeds ARGS="--all --wait"' in out
+    assert 'make reprocess STACK=dog-breeds ARGS="--all --wait"' in out  # no stack names it:
+    assert f"(the default stack: no one stack has EndpointName={ENDPOINT}; give yours)" in out
     assert f"SAM parameter: EndpointName={ENDPOINT} (unchanged" in out
+
+
+def test_the_reprocess_line_names_the_stack_whose_endpoint_it_is(deploy):
+    """The SAM stack is found by its EndpointName parameter; another endpoint's stack is not."""
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    template = json.dumps(
+        {
+            "Parameters": {"EndpointName": {"Type": "String"}},
+            "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        }
+    )
+    for stack, name in (("my-dogs", ENDPOINT), ("their-dogs", "another-endpoint")):
+        cfn.create_stack(
+            StackName=stack,
+            TemplateBody=template,
+            Parameters=[{"ParameterKey": "EndpointName", "ParameterValue": name}],
+        )
+    assert deploy(V1).rc == 0
+    second = deploy(V2)
+    assert second.rc == 0, second.err
+    assert 'make reprocess STACK=my-dogs ARGS="--all --wait"' in second.out
+    assert "the default stack" not in second.out
 
 
 def test_an_update_dry_run_reads_the_live_endpoint_and_changes_nothing(deploy, sm):
