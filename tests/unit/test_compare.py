@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from training.launch import compare
-from training.launch.aws import LaunchError
+from training.launch.aws import Aws, LaunchError
 from training.launch.compare import Change, Comparison, ModelInfo, ModelScores, Sample
 
 
@@ -211,12 +212,16 @@ def test_the_gate_flags_and_their_defaults():
     assert (args.compare_table, args.compare_sample) == ("t", 7)
 
 
+# These cases return or refuse before any AWS call: no session at all, so a call would fail loudly.
+NO_AWS = cast(Aws, None)
+
+
 def test_the_gate_skips_with_one_line_when_there_is_nothing_to_compare(capsys):
-    assert compare.gate(gate_args(), None, "s3://b/new.tar.gz", None) is None  # type: ignore[arg-type]
+    assert compare.gate(gate_args(), NO_AWS, "s3://b/new.tar.gz", None) is None
     assert capsys.readouterr().out == "compare: skipped: no live model to compare with\n"
-    assert compare.gate(gate_args(), None, "s3://b/new.tar.gz", "s3://b/old") is None  # type: ignore[arg-type]
+    assert compare.gate(gate_args(), NO_AWS, "s3://b/new.tar.gz", "s3://b/old") is None
     assert capsys.readouterr().out == (
         "compare: skipped: no --compare-data or --compare-table to score the models on\n"
     )
     with pytest.raises(LaunchError, match="--compare-sample 0: use 1 or more"):
-        compare.gate(gate_args("--compare-table", "t", "--compare-sample", "0"), None, "a", "b")  # type: ignore[arg-type]
+        compare.gate(gate_args("--compare-table", "t", "--compare-sample", "0"), NO_AWS, "a", "b")
