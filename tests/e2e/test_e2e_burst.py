@@ -2,7 +2,7 @@
 server workers (TorchServe's one per vCPU of an ml.t2.medium): the burst waits in the queue,
 nothing is lost, nothing is done twice, and the end-to-end rate is measured.
 
-400 uploads in `make test`; DOG_BREEDS_BURST_UPLOADS=1000 (with -s to see the printed rate) runs
+200 uploads in `make test`; DOG_BREEDS_BURST_UPLOADS=1000 (with -s to see the printed rate) runs
 docs/testing.md's burst of 1,000, and DOG_BREEDS_BURST_WORKERS=1 the endpoint with one worker."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from local.demo.uploads import Upload, synthetic_images, upload_all, wait_for_it
 from local.endpoint.container import ENDPOINT_WORKERS, WorkerPool
 from local.stack import LocalStack
 
-BURST = int(os.environ.get("DOG_BREEDS_BURST_UPLOADS", "400"))
+BURST = int(os.environ.get("DOG_BREEDS_BURST_UPLOADS", "200"))
 WORKERS = int(os.environ.get("DOG_BREEDS_BURST_WORKERS", str(ENDPOINT_WORKERS)))
 CONCURRENCY_CAP = 2
 
