@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import tarfile
 import time
@@ -813,8 +814,11 @@ def _print_reprocess(aws: Aws, endpoint_name: str, which: str) -> None:
     if aws.dry_run:
         return
     stack = stack_of(aws, endpoint_name)
+    # Pointed at another endpoint (the offline stack's moto server), the line says so too.
+    url = os.environ.get("AWS_ENDPOINT_URL")
+    args = "--all --wait" + (f" --endpoint-url {url}" if url else "")
     print(f"reclassify the stored uploads with {which} (docs/operations.md: Update the model):")
-    print(f'  make reprocess STACK={stack or DEFAULT_STACK} ARGS="--all --wait"')
+    print(f'  make reprocess STACK={stack or DEFAULT_STACK} ARGS="{args}"')
     if stack is None:
         print(f"  (the default stack: no one stack has EndpointName={endpoint_name}; give yours)")
 

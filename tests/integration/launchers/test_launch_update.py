@@ -8,10 +8,12 @@ model, endpoint config or endpoint that exists at that moment.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import boto3
 import pytest
@@ -19,6 +21,7 @@ from launch_testkit import BUCKET, REGION, ROLE, Run, model_tarball, names_creat
 
 from local.aws import moto_sagemaker
 from training.launch import autoscaling, endpoint, rollout
+from training.launch.aws import Aws
 
 ENDPOINT = "dogs-update"
 V1, V2, V3, V4 = "aaaaaaaaaaa1", "bbbbbbbbbbb2", "ccccccccccc3", "ddddddddddd4"
@@ -123,7 +126,10 @@ def test_a_second_deploy_updates_the_endpoint_in_place_with_no_teardown(
     assert f"model version:   {V1} -> {V2}" in out
     assert f"rollback alarms: {', '.join(endpoint_alarms)}" in out
     assert f"status: InService on {update['EndpointConfigName']}" in out
-    assert 'make reprocess STACK=dog-breeds ARGS="--all --wait"' in out  # no stack names it:
+    # No stack names the endpoint: the default stack, said so; the moto server's URL, as
+    # AWS_ENDPOINT_URL pointed the launcher there.
+    url = os.environ["AWS_ENDPOINT_URL"]
+    assert f'make reprocess STACK=dog-breeds ARGS="--all --wait --endpoint-url {url}"' in out
     assert f"(the default stack: no one stack has EndpointName={ENDPOINT}; give yours)" in out
     assert f"SAM parameter: EndpointName={ENDPOINT} (unchanged" in out
 
@@ -146,8 +152,27 @@ def test_the_reprocess_line_names_the_stack_whose_endpoint_it_is(deploy):
     assert deploy(V1).rc == 0
     second = deploy(V2)
     assert second.rc == 0, second.err
-    assert 'make reprocess STACK=my-dogs ARGS="--all --wait"' in second.out
+    url = os.environ["AWS_ENDPOINT_URL"]
+    assert f'make reprocess STACK=my-dogs ARGS="--all --wait --endpoint-url {url}"' in second.out
     assert "the default stack" not in second.out
+
+
+def test_the_reprocess_line_carries_the_endpoint_url_only_when_the_launcher_had_one(
+    monkeypatch, capsys
+):
+    """On AWS the line is ``make reprocess`` as typed; pointed at moto by AWS_ENDPOINT_URL (the
+    offline stack's deploy line), the line points ``classify_ops`` there too."""
+    monkeypatch.setattr(endpoint, "stack_of", lambda _aws, _name: "my-dogs")
+    aws = cast(Aws, SimpleNamespace(dry_run=False))
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    endpoint._print_reprocess(aws, ENDPOINT, "the new model")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
+    endpoint._print_reprocess(aws, ENDPOINT, "the new model")
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines() if "make" in line]
+    assert lines == [
+        'make reprocess STACK=my-dogs ARGS="--all --wait"',
+        'make reprocess STACK=my-dogs ARGS="--all --wait --endpoint-url http://127.0.0.1:5000"',
+    ]
 
 
 def test_an_update_dry_run_reads_the_live_endpoint_and_changes_nothing(deploy, sm):
