@@ -6,7 +6,8 @@ stack switches its runtime to the new model with no request refused, and then:
   dead-letter queue, and the endpoint answered no 5xx;
 - items classified before the switch carry the old model's version, those classified once the
   old model had drained the new one's (in between, either);
-- ``classify_ops reprocess --all --wait`` brings every item to the new model and says so;
+- the ``make reprocess`` line deploy printed, run as printed, brings every item to the new model
+  and says so;
 - a rollback (``UpdateEndpoint`` back to the first config) is just another update: new uploads
   get the old model's version again;
 - with stand-in models: an update whose model does not load leaves the old one serving and the
@@ -21,6 +22,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -99,6 +101,20 @@ def update_endpoint(
     described = stack.client("sagemaker").describe_endpoint(EndpointName=stack.endpoint_name)
     pending = described.get("PendingDeploymentSummary", {}).get("EndpointConfigName")
     return pending or described["EndpointConfigName"], done
+
+
+def make_as_printed(line: str, more_args: str) -> subprocess.CompletedProcess:
+    """A ``make TARGET NAME=VALUE ...`` line the launcher printed, run in the repository with only
+    the offline stack's dummy credentials; ``more_args`` ends its ARGS."""
+    words = shlex.split(line)
+    assert words[0] == "make" and words[-1].startswith("ARGS="), line
+    words[-1] += f" {more_args}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(DUMMY_CREDENTIALS)
+    return subprocess.run(
+        ["make", "--no-print-directory", *words[1:]],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
 
 
 def roll_back(stack: LocalStack) -> subprocess.CompletedProcess:
@@ -193,7 +209,7 @@ def version_of(item: dict) -> str:
 
 
 def test_uploads_keep_flowing_through_a_model_update_and_a_rollback(
-    served_model, updated_model, classify_ops, tmp_path
+    served_model, updated_model, tmp_path
 ):
     original = json.loads((served_model / "config.json").read_text())["model_version"]
     assert original != UPDATED_VERSION
@@ -240,8 +256,14 @@ def test_uploads_keep_flowing_through_a_model_update_and_a_rollback(
         )
         during = [k for k, at in uploader.uploaded if update.changed_at <= at <= update.switched_at]
 
-        # Every item to the new model.
-        reprocess = classify_ops(stack, "reprocess", "--all", "--wait", "--poll-interval", "1")
+        # Every item to the new model, by the line deploy printed: make reprocess with the
+        # stack's name and the moto server's URL, run as printed (polling every second, not 10).
+        printed = [line.strip() for line in deployed.stdout.splitlines() if "make " in line]
+        assert printed == [
+            f'make reprocess STACK={stack.stack_name} ARGS="--all --wait '
+            f'--endpoint-url {stack.moto_url}"'
+        ]
+        reprocess = make_as_printed(printed[0], "--poll-interval 1")
         assert reprocess.returncode == 0, reprocess.stdout + reprocess.stderr
         assert stack.wait_idle(60)
         reprocessed = read_items(table, bucket)
