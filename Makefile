@@ -76,9 +76,9 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Two workers, one test module at a time each, in the order collected (the long end-to-end modules
-# first, the many short unit modules last to even out the end): CI has 2 cores, and most of the
-# end-to-end time is waiting for uploads, queues and timeouts. TEST_WORKERS=0 runs one process.
+# Two workers, one test module at a time each, in the order tests/conftest.py gives (the longest
+# modules first, the many short unit modules last to even out the end): CI has 2 cores, and most of
+# the end-to-end time is waiting for uploads, queues and timeouts. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 
 test: install lint
