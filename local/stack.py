@@ -42,6 +42,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 import tarfile
@@ -90,6 +91,15 @@ DUMMY_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": REGION,
 }
+
+
+def offline_environ(**extra: str) -> dict[str, str]:
+    """This process's environment as a shell after the lines ``make local`` prints: every ``AWS_``
+    variable dropped, the dummy credentials (and ``extra``) in their place."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return {**env, **DUMMY_CREDENTIALS, **extra}
+
+
 ACCOUNT_ID = "123456789012"  # moto's account
 LOCAL_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/local"  # moto takes any role
 VARIANT = "AllTraffic"  # the SDK's variant name

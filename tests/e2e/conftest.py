@@ -8,7 +8,6 @@ once per session by ``tests/conftest.py``'s ``trained_artifact``.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from local.demo import default_model
-from local.stack import DUMMY_CREDENTIALS, LocalStack
+from local.stack import LocalStack, offline_environ
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,13 +37,11 @@ def classify_ops() -> Callable[..., subprocess.CompletedProcess]:
     with only the offline stack's dummy credentials (what ``python -m local up`` prints)."""
 
     def run(stack: LocalStack, command: str, *args: str, timeout: float = 300):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(DUMMY_CREDENTIALS)
         where = ["--stack", stack.stack_name, "--endpoint-url", stack.moto_url]
         return subprocess.run(
             [sys.executable, "-m", "classify_ops", command, *where, *args],
             cwd=REPO_ROOT,
-            env=env,
+            env=offline_environ(),
             capture_output=True,
             text=True,
             timeout=timeout,

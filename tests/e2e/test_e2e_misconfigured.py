@@ -10,7 +10,6 @@ retry inside the invocation), so the five receives take seconds, not five half-h
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from local.demo.uploads import Upload, read_items, synthetic_images, upload_all, wait_for_items
 from local.endpoint.container import ToolkitContainer
 from local.function.event_source import queue_depth
-from local.stack import DUMMY_CREDENTIALS, LocalStack
+from local.stack import LocalStack, offline_environ
 
 pytestmark = pytest.mark.slow
 
@@ -43,12 +42,10 @@ def wait_for_dead_letters(stack: LocalStack, count: int, timeout: float) -> int:
 def make_redrive(stack: LocalStack) -> subprocess.CompletedProcess:
     """``make redrive STACK=... ARGS="--endpoint-url ..."`` with only the offline stack's dummy
     credentials, as ``make local`` prints it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(DUMMY_CREDENTIALS)
     return subprocess.run(
         ["make", "--no-print-directory", "redrive", f"STACK={stack.stack_name}",
          f"ARGS=--endpoint-url {stack.moto_url}"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT, env=offline_environ(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
 

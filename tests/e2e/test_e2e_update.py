@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shlex
 import shutil
@@ -38,12 +37,12 @@ import pytest
 from local.demo.uploads import read_items, synthetic_images, wait_for_items
 from local.endpoint.runtime import ContainerResponse
 from local.stack import (
-    DUMMY_CREDENTIALS,
     LOCAL_ROLE_ARN,
     STACK_LOG,
     LocalStack,
     inference_image,
     model_tarball,
+    offline_environ,
 )
 
 pytestmark = pytest.mark.slow
@@ -72,8 +71,7 @@ def launch(stack: LocalStack, stage: str, *args: str) -> subprocess.CompletedPro
     """``python -m training.launch STAGE`` as ``make local`` prints it: the launcher's own requests
     against the stack's moto, with only the offline stack's dummy credentials. ``--no-wait``: the
     test polls DescribeEndpoint itself (the SDK's wait sleeps 30 s between polls)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(DUMMY_CREDENTIALS, AWS_ENDPOINT_URL=stack.moto_url, AWS_REGION=stack.region)
+    env = offline_environ(AWS_ENDPOINT_URL=stack.moto_url, AWS_REGION=stack.region)
     command = [sys.executable, "-m", "training.launch", stage]
     command += ["--endpoint-name", stack.endpoint_name, "--bucket", stack.model_bucket, *args]
     done = subprocess.run(
@@ -109,11 +107,9 @@ def make_as_printed(line: str, more_args: str) -> subprocess.CompletedProcess:
     words = shlex.split(line)
     assert words[0] == "make" and words[-1].startswith("ARGS="), line
     words[-1] += f" {more_args}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(DUMMY_CREDENTIALS)
     return subprocess.run(
         ["make", "--no-print-directory", *words[1:]],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT, env=offline_environ(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
 
